@@ -1,0 +1,1 @@
+"""Input and output at the edge: models, corpora and atomic saves."""
