@@ -1,0 +1,258 @@
+"""The Python API; the CLI is a thin layer over these functions.
+
+>>> import tokenswap
+>>> result = tokenswap.transfer("default", "tok/", method="mean", out="model-new/")  # doctest: +SKIP
+>>> report = tokenswap.evaluate(["default", "model-new/"], texts)                     # doctest: +SKIP
+
+Orchestration lives here: loading, progress, timing, saving. The methods in
+:mod:`tokenswap.init` and the metric in :mod:`tokenswap.evaluate` stay pure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from tokenswap import __version__
+from tokenswap.errors import TokenswapError
+from tokenswap.evaluate.bpb import BpbResult, bits_per_byte
+from tokenswap.init import InitContext, get_method
+from tokenswap.init.common import assert_filled
+from tokenswap.io.corpus import Document, read_corpus
+from tokenswap.io.models import ModelBundle, load_model, load_tokenizer
+from tokenswap.io.save import atomic_dir, check_output_dir
+from tokenswap.surgery import install_embeddings
+from tokenswap.vocab.pair import Provenance, TokenPair, build_pair
+from tokenswap.vocab.train import TokenizerKind, train_tokenizer
+
+ModelLike = str | os.PathLike | ModelBundle | None
+TokenizerLike = str | os.PathLike | PreTrainedTokenizerBase
+
+
+@dataclass
+class TransferStats:
+    """What happened to the target vocabulary: how many tokens were exact, composed, fallback."""
+
+    method: str
+    source_vocab: int
+    target_vocab: int
+    pair: dict[str, int]  # counts from the token pair (before the method)
+    input: dict[str, int]  # provenance counts of the input matrix as the method filled it
+    output: dict[str, int] | None = None  # untied output matrix, if any
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TransferResult:
+    bundle: ModelBundle
+    stats: TransferStats
+    out: Path | None = None
+
+
+def _counts(provenance: np.ndarray) -> dict[str, int]:
+    values = np.bincount(provenance.astype(np.int64), minlength=len(Provenance))
+    return {p.name.lower(): int(values[p]) for p in Provenance}
+
+
+def as_bundle(model: ModelLike, *, device: str | torch.device | None = None) -> ModelBundle:
+    return model if isinstance(model, ModelBundle) else load_model(model, device=device)
+
+
+def as_tokenizer(tokenizer: TokenizerLike) -> PreTrainedTokenizerBase:
+    if isinstance(tokenizer, PreTrainedTokenizerBase):
+        return tokenizer
+    return load_tokenizer(tokenizer)
+
+
+def corpus_texts(corpus: str | Sequence[str] | Sequence[Document] | None,
+                 max_bytes: int | None = None) -> list[str] | None:
+    """Texts from corpus specs (paths, globs, hf:...) or from already-read documents/strings."""
+    if corpus is None:
+        return None
+    if isinstance(corpus, str):
+        corpus = [corpus]
+    items = list(corpus)
+    if items and isinstance(items[0], Document):
+        return [d.text for d in items]
+    return [d.text for d in read_corpus([str(c) for c in items], max_bytes=max_bytes)]
+
+
+def transfer(
+    model: ModelLike = None,
+    tokenizer: TokenizerLike | None = None,
+    *,
+    method: str = "mean",
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    corpus: str | Sequence[str] | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    options: dict | None = None,
+) -> TransferResult:
+    """Give ``model`` the vocabulary of ``tokenizer``, initialised by ``method``.
+
+    ``model`` is any spec :func:`tokenswap.io.models.load_model` accepts (None = the packaged
+    SmolLM2) or a loaded bundle; it is modified in place when a bundle is passed. With ``out``
+    the result is saved atomically as a plain transformers model directory.
+    """
+    if tokenizer is None:
+        raise TokenswapError("transfer needs a target tokenizer (--tokenizer)")
+    init = get_method(method)
+    if out is not None:
+        check_output_dir(out, overwrite=overwrite)
+    texts = corpus_texts(corpus)
+    if init.needs_corpus and not texts:
+        raise TokenswapError(f"method {init.name!r} needs target-language text: pass --corpus")
+
+    bundle = as_bundle(model, device=device)
+    target_tok = as_tokenizer(tokenizer)
+    start = time.perf_counter()
+    pair = build_pair(bundle.tokenizer, target_tok)
+    source_in = bundle.input_embeddings().detach()
+    source_out = bundle.output_embeddings()
+    source_bias = bundle.output_bias()
+
+    def run(matrix: torch.Tensor, which: str):
+        ctx = InitContext(seed=seed, matrix=which, corpus=texts, device=device,
+                          options=dict(options or {}))
+        result = init.fn(matrix.detach().float(), pair, ctx)
+        assert_filled(result.matrix, f"{init.name} {which} embeddings")
+        return result
+
+    new_in = run(source_in, "input")
+    new_out = run(source_out, "output") if source_out is not None else None
+    new_bias = run(source_bias.detach().reshape(-1, 1), "bias") if source_bias is not None else None
+    id_map = {sid: tid for tid, sid in ((t, p[0]) for t, p in enumerate(pair.pieces)
+                                        if pair.provenance[t] == Provenance.SPECIAL)}
+    install_embeddings(
+        bundle.model, new_in.matrix,
+        new_out.matrix if new_out is not None else None,
+        new_bias.matrix.reshape(-1) if new_bias is not None else None,
+        tokenizer=target_tok, id_map=id_map,
+    )
+    bundle.tokenizer = target_tok
+    stats = TransferStats(
+        method=init.name, source_vocab=int(source_in.shape[0]), target_vocab=len(pair),
+        pair=pair.counts(), input=_counts(new_in.provenance),
+        output=_counts(new_out.provenance) if new_out is not None else None,
+        seconds=time.perf_counter() - start,
+    )
+    saved = save_model(bundle, out, overwrite=overwrite, provenance={
+        "tokenswap": __version__, "source_model": bundle.spec, "method": init.name,
+        "seed": seed, "stats": stats.to_dict()}) if out is not None else None
+    return TransferResult(bundle=bundle, stats=stats, out=saved)
+
+
+def save_model(bundle: ModelBundle, out: str | os.PathLike, *, overwrite: bool = False,
+               provenance: dict | None = None) -> Path:
+    """Save model + tokenizer as safetensors into a temporary dir, then rename it to ``out``."""
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        bundle.model.save_pretrained(tmp, safe_serialization=True)
+        bundle.tokenizer.save_pretrained(tmp)
+        if provenance is not None:
+            (tmp / "tokenswap.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    return Path(out)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class EvalRow:
+    name: str
+    vocab_size: int
+    result: BpbResult
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "vocab_size": self.vocab_size, "seconds": self.seconds,
+                **self.result.to_dict()}
+
+
+@dataclass
+class EvalReport:
+    """Rows scored on exactly the same bytes; the first row is the baseline for ratios."""
+
+    rows: list[EvalRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        base = self.rows[0].result if self.rows else None
+        rows = []
+        for row in self.rows:
+            d = row.to_dict()
+            if base is not None:
+                d["bpb_ratio"] = row.result.bits_per_byte / base.bits_per_byte
+                d["tokens_ratio"] = row.result.tokens_per_byte / base.tokens_per_byte
+            rows.append(d)
+        return {"rows": rows}
+
+    def write_json(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def evaluate(
+    models: Sequence[ModelLike],
+    texts: Sequence[str],
+    *,
+    names: Sequence[str] | None = None,
+    max_length: int = 1024,
+    batch_size: int = 8,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    progress: bool = True,
+) -> EvalReport:
+    """Bits per byte and tokens per byte of every model on the same ``texts``.
+
+    Models are loaded one at a time (and released) so that memory holds one model.
+    """
+    if not texts:
+        raise TokenswapError("no text to evaluate on; pass --text with held-out files")
+    report = EvalReport()
+    for i, spec in enumerate(models):
+        bundle = as_bundle(spec, device=device)
+        if dtype is not None:
+            bundle.model.to(dtype)
+        name = names[i] if names else bundle.name
+        start = time.perf_counter()
+        result = bits_per_byte(bundle.model, bundle.tokenizer, texts, max_length=max_length,
+                               batch_size=batch_size, device=device,
+                               progress=name if progress else False)
+        report.rows.append(EvalRow(name=name, vocab_size=len(bundle.tokenizer), result=result,
+                                   seconds=time.perf_counter() - start))
+        if not isinstance(spec, ModelBundle):
+            del bundle
+    return report
+
+
+def tokenizer_train(
+    corpus: str | Sequence[str] | Sequence[Document],
+    vocab_size: int,
+    *,
+    out: str | os.PathLike | None = None,
+    kind: TokenizerKind | str = TokenizerKind.BPE,
+    like: TokenizerLike | None = None,
+    overwrite: bool = False,
+    max_bytes: int | None = None,
+    progress: bool = False,
+) -> PreTrainedTokenizerBase:
+    """Train a target tokenizer on ``corpus`` carrying ``like``'s special tokens and chat template."""
+    if out is not None:
+        check_output_dir(out, overwrite=overwrite)
+    texts = corpus_texts(corpus, max_bytes=max_bytes)
+    like_tok = as_tokenizer(like) if like is not None else None
+    tok = train_tokenizer(texts, vocab_size, kind=kind, like=like_tok, progress=progress)
+    if out is not None:
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            tok.save_pretrained(tmp)
+    return tok

@@ -1,0 +1,176 @@
+"""The ``tokenswap`` command line: parse, call :mod:`tokenswap.api`, print.
+
+Expected errors (:class:`~tokenswap.errors.TokenswapError`) print one line and exit with 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tokenswap.errors import TokenswapError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Give any pretrained language model a new tokenizer.")
+tokenizer_app = typer.Typer(no_args_is_help=True, help="Train target tokenizers.")
+app.add_typer(tokenizer_app, name="tokenizer")
+console = Console()
+err_console = Console(stderr=True)
+
+ModelOpt = Annotated[str, typer.Option(
+    "--model", "-m", help="Source model: HF dir, hub id, .gguf file, or 'default' (SmolLM2-135M).")]
+DeviceOpt = Annotated[str | None, typer.Option(help="torch device, e.g. cpu, cuda, cuda:1.")]
+
+
+@app.command()
+def transfer(
+    tokenizer: Annotated[str, typer.Option("--tokenizer", "-t",
+                         help="Target tokenizer: dir, tokenizer.json, .model or a model spec.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output model directory.")],
+    model: ModelOpt = "default",
+    method: Annotated[str, typer.Option(help="Init method; see `tokenswap methods`.")] = "mean",
+    corpus: Annotated[list[str] | None, typer.Option(
+        help="Target-language text for methods that need it (files, dirs, globs).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+    device: DeviceOpt = None,
+) -> None:
+    """Give a model the vocabulary of another tokenizer and save it as a plain HF model."""
+    from tokenswap import api
+    from tokenswap.vocab.pair import describe
+
+    with console.status(f"transferring {model} with {method} ..."):
+        result = api.transfer(model, tokenizer, method=method, out=out, overwrite=overwrite,
+                              corpus=corpus, seed=seed, device=device)
+    s = result.stats
+    console.print(f"{s.method}: {s.source_vocab:,} -> {s.target_vocab:,} tokens in {s.seconds:.1f} s")
+    console.print(f"  input:  {describe({**s.input, 'total': s.target_vocab})}")
+    if s.output is not None:
+        console.print(f"  output: {describe({**s.output, 'total': s.target_vocab})}")
+    console.print(f"saved to {result.out}")
+
+
+@app.command("eval")
+def eval_(
+    text: Annotated[list[str], typer.Option(help="Held-out text: files, dirs, globs, hf:name.")],
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Model(s) to score.")],
+    baseline: Annotated[str | None, typer.Option(
+        help="Model scored first; ratios are relative to it.")] = None,
+    max_bytes: Annotated[int | None, typer.Option(help="Score at most this many bytes.")] = None,
+    max_length: Annotated[int, typer.Option(help="Window length in tokens.")] = 1024,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 8,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Bits per byte and tokens per byte of models on the same held-out bytes."""
+    from tokenswap import api
+
+    texts = api.corpus_texts(text, max_bytes=max_bytes)
+    specs = ([baseline] if baseline else []) + list(model)
+    report = api.evaluate(specs, texts, max_length=max_length, batch_size=batch_size,
+                          device=device)
+    print_report(report)
+    if json_out is not None:
+        report.write_json(json_out)
+        console.print(f"wrote {json_out}")
+
+
+def print_report(report, title: str = "same held-out bytes for every row") -> None:
+    data = report.to_dict()["rows"]
+    table = Table(title=title)
+    for col in ("model", "vocab", "tokens/byte", "bits/byte", "bpb ratio", "seconds"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for row in data:
+        table.add_row(row["name"], f"{row['vocab_size']:,}", f"{row['tokens_per_byte']:.3f}",
+                      f"{row['bits_per_byte']:.3f}", f"{row['bpb_ratio']:.3f}",
+                      f"{row['seconds']:.1f}")
+    console.print(table)
+
+
+@app.command()
+def methods(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the embedding-initialisation methods."""
+    from tokenswap.init import list_methods
+
+    items = list_methods()
+    if as_json:
+        print(json.dumps([{"name": m.name, "aliases": list(m.aliases), "summary": m.summary,
+                           "paper": m.paper, "url": m.url, "needs_corpus": m.needs_corpus}
+                          for m in items], indent=2))
+        return
+    table = Table(title="init methods")
+    for col in ("method", "aliases", "what it does", "paper"):
+        table.add_column(col)
+    for m in items:
+        table.add_row(m.name, ", ".join(m.aliases), m.summary, f"{m.paper}\n{m.url}")
+    console.print(table)
+
+
+@tokenizer_app.command("train")
+def tokenizer_train(
+    corpus: Annotated[list[str], typer.Option(help="Training text: files, dirs, globs, hf:name.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output tokenizer directory.")],
+    vocab_size: Annotated[int, typer.Option(help="Total vocabulary size.")] = 32000,
+    kind: Annotated[str, typer.Option(help="bpe (byte-level) or unigram (byte fallback).")] = "bpe",
+    like: Annotated[str | None, typer.Option(
+        help="Carry special tokens and chat template over from this model/tokenizer.")] = "default",
+    max_bytes: Annotated[int | None, typer.Option(help="Train on at most this many bytes.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+) -> None:
+    """Train a byte-level BPE or Unigram tokenizer on your text."""
+    from tokenswap import api
+    from tokenswap.vocab.train import TokenizerKind
+
+    if kind not in {k.value for k in TokenizerKind}:
+        raise TokenswapError(f"--kind must be one of bpe, unigram (got {kind!r})")
+    like_spec = None if like in (None, "", "none") else like
+    tok = api.tokenizer_train(corpus, vocab_size, out=out, kind=kind, like=like_spec,
+                              overwrite=overwrite, max_bytes=max_bytes, progress=True)
+    console.print(f"trained {kind} tokenizer with {len(tok):,} tokens -> {out}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Working directory for the demo's outputs.")] = Path(
+        "tokenswap-demo"),
+    domain: Annotated[str, typer.Option(help="de (German man pages) or code (Python stdlib).")] = "de",
+    vocab_size: Annotated[int, typer.Option(help="Target vocabulary size.")] = 32000,
+    heldout_bytes: Annotated[int, typer.Option(help="Bytes of held-out text to score.")] = 16000,
+    device: DeviceOpt = None,
+) -> None:
+    """The packaged SmolLM2 gets a tokenizer trained on local text; compare random and mean."""
+    from tokenswap.demo import run_demo
+
+    report = run_demo(out, domain=domain, vocab_size=vocab_size, heldout_bytes=heldout_bytes,
+                      device=device, console=console)
+    print_report(report, title=f"SmolLM2-135M on held-out {domain} text ({heldout_bytes:,} bytes)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, standalone_mode=False)
+    except TokenswapError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        return err.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,102 @@
+"""The registry of embedding-initialisation methods.
+
+A method is a typed function registered with :func:`register`::
+
+    @register("mean", aliases=("fvt",), paper="Fine-Tuning Transformers: Vocabulary Transfer",
+              url="https://arxiv.org/abs/2112.14569", summary="mean of the source pieces")
+    def mean(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Initialized: ...
+
+It receives one source matrix (V_s, H) - the input embeddings, or the output embeddings of an
+untied model, or an output bias as (V_s, 1) - and returns the matrix for the target vocabulary
+(V_t, H) with each row's provenance. The orchestration layer (:mod:`tokenswap.api`) calls it
+once per matrix, so input and output embeddings are always handled separately, and tied
+models call it once. Methods never load or save anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from tokenswap.errors import TokenswapError, did_you_mean
+from tokenswap.vocab.pair import TokenPair
+
+
+@dataclass
+class InitContext:
+    """What a method may use besides the source matrix and the token pair."""
+
+    seed: int = 0
+    matrix: str = "input"  # "input", "output" or "bias": which matrix is being initialised
+    corpus: list[str] | None = None  # target-language text, for methods that need it
+    device: torch.device | str | None = None
+    options: dict[str, object] = field(default_factory=dict)
+
+    def generator(self) -> torch.Generator:
+        """A generator seeded per matrix, so input and output draws differ but repeat."""
+        offset = {"input": 0, "output": 1, "bias": 2}.get(self.matrix, 3)
+        return torch.Generator(device="cpu").manual_seed(self.seed * 10 + offset)
+
+
+@dataclass
+class Initialized:
+    """A target matrix (V_t, H) and, per row, a Provenance value (may differ from the pair's)."""
+
+    matrix: torch.Tensor
+    provenance: np.ndarray
+
+
+InitFn = Callable[[torch.Tensor, TokenPair, InitContext], Initialized]
+
+
+@dataclass(frozen=True)
+class InitMethod:
+    name: str
+    fn: InitFn
+    summary: str
+    paper: str = ""
+    url: str = ""
+    aliases: tuple[str, ...] = ()
+    needs_corpus: bool = False
+
+
+_METHODS: dict[str, InitMethod] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register(name: str, *, summary: str, paper: str = "", url: str = "",
+             aliases: tuple[str, ...] = (), needs_corpus: bool = False) -> Callable[[InitFn], InitFn]:
+    """Decorator: record ``fn`` as the init method ``name``."""
+
+    def wrap(fn: InitFn) -> InitFn:
+        if name in _METHODS or name in _ALIASES:
+            raise ValueError(f"init method {name!r} registered twice")
+        _METHODS[name] = InitMethod(name, fn, summary, paper, url, aliases, needs_corpus)
+        for alias in aliases:
+            _ALIASES[alias] = name
+        return fn
+
+    return wrap
+
+
+def get_method(name: str) -> InitMethod:
+    """The method called ``name`` (or an alias), or a did-you-mean error."""
+    key = _ALIASES.get(name, name)
+    if key not in _METHODS:
+        names = sorted([*_METHODS, *_ALIASES])
+        raise TokenswapError(
+            f"unknown init method {name!r}{did_you_mean(name, names)}; "
+            f"`tokenswap methods` lists them ({', '.join(sorted(_METHODS))})"
+        )
+    return _METHODS[key]
+
+
+def list_methods() -> list[InitMethod]:
+    return [_METHODS[k] for k in sorted(_METHODS)]
+
+
+def method_names() -> list[str]:
+    return sorted([*_METHODS, *_ALIASES])

@@ -1,0 +1,69 @@
+"""The CLI: commands work, and every expected error is one line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tokenswap.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tokenswap.cli", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_methods_lists_registry(capsys):
+    assert main(["methods", "--json"]) == 0
+    names = {m["name"] for m in json.loads(capsys.readouterr().out)}
+    assert {"mean", "random", "copy-overlap"} <= names
+
+
+def test_tokenizer_train_transfer_eval(tmp_path, tiny_model_dir, capsys):
+    corpus = tmp_path / "de.txt"
+    corpus.write_text("\n\n".join(["Der schnelle braune Fuchs springt über den faulen Hund."
+                                   " Die Straße ist nass."] * 40))
+    tok = tmp_path / "tok"
+    assert main(["tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "400",
+                 "--like", str(tiny_model_dir), "--out", str(tok)]) == 0
+    out = tmp_path / "model"
+    assert main(["transfer", "--model", str(tiny_model_dir), "--tokenizer", str(tok),
+                 "--method", "fvt", "--out", str(out)]) == 0
+    report = tmp_path / "report.json"
+    assert main(["eval", "--model", str(out), "--baseline", str(tiny_model_dir),
+                 "--text", str(corpus), "--json", str(report), "--max-length", "64"]) == 0
+    rows = json.loads(report.read_text())["rows"]
+    assert len(rows) == 2 and rows[0]["bytes"] == rows[1]["bytes"]
+    assert rows[1]["tokens_per_byte"] < rows[0]["tokens_per_byte"]
+    assert rows[0]["bpb_ratio"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["transfer", "--model", "/no/such/model", "--tokenizer", "x", "--out", "{tmp}/o"],
+         "does not exist"),
+        (["transfer", "--model", "{model}", "--tokenizer", "{tmp}/nothing", "--out", "{tmp}/o"],
+         "does not exist"),
+        (["transfer", "--model", "{model}", "--tokenizer", "{model}", "--method", "maen",
+          "--out", "{tmp}/o"], "did you mean 'mean'"),
+        (["tokenizer", "train", "--corpus", "{tmp}/empty.txt", "--out", "{tmp}/o",
+          "--like", "none"], "no text"),
+        (["tokenizer", "train", "--corpus", "{tmp}/latin1.txt", "--out", "{tmp}/o",
+          "--like", "none"], "not UTF-8"),
+        (["eval", "--model", "{model}", "--text", "{tmp}/missing.txt"], "missing.txt"),
+    ],
+)
+def test_expected_errors_are_one_line_exit_2(args, expected, tmp_path, tiny_model_dir):
+    (tmp_path / "empty.txt").write_text("   \n")
+    (tmp_path / "latin1.txt").write_bytes("Straße".encode("latin-1"))
+    args = [a.format(tmp=tmp_path, model=tiny_model_dir) for a in args]
+    proc = run_cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert expected in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 3  # one logical line, maybe wrapped
+    assert not (tmp_path / "o").exists()
