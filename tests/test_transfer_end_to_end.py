@@ -63,7 +63,7 @@ def test_mean_copies_exact_rows_into_saved_model(tiny_untied_model_dir, german_t
 
 
 def test_transfer_keeps_chat_template_and_special_ids(tiny_model_dir, source_tokenizer, tmp_path):
-    tok = tokenswap.tokenizer_train(["Guten Morgen, wie geht es dir heute?"] * 30, 400,
+    tok = tokenswap.tokenizer_train(None, 400, texts=["Guten Morgen, wie geht es dir heute?"] * 30,
                                     like=source_tokenizer)
     out = tmp_path / "chat"
     tokenswap.transfer(str(tiny_model_dir), tok, out=out)

@@ -236,9 +236,10 @@ def evaluate(
 
 
 def tokenizer_train(
-    corpus: str | Sequence[str] | Sequence[Document],
+    corpus: str | Sequence[str] | Sequence[Document] | None,
     vocab_size: int,
     *,
+    texts: Sequence[str] | None = None,
     out: str | os.PathLike | None = None,
     kind: TokenizerKind | str = TokenizerKind.BPE,
     like: TokenizerLike | None = None,
@@ -246,10 +247,17 @@ def tokenizer_train(
     max_bytes: int | None = None,
     progress: bool = False,
 ) -> PreTrainedTokenizerBase:
-    """Train a target tokenizer on ``corpus`` carrying ``like``'s special tokens and chat template."""
+    """Train a target tokenizer carrying ``like``'s special tokens and chat template.
+
+    The text comes from ``corpus`` (specs such as paths and globs, or read documents) or, in
+    Python, directly from ``texts``.
+    """
     if out is not None:
         check_output_dir(out, overwrite=overwrite)
-    texts = corpus_texts(corpus, max_bytes=max_bytes)
+    if texts is None:
+        texts = corpus_texts(corpus, max_bytes=max_bytes)
+    if not texts:
+        raise TokenswapError("no text to train a tokenizer on; pass --corpus")
     like_tok = as_tokenizer(like) if like is not None else None
     tok = train_tokenizer(texts, vocab_size, kind=kind, like=like_tok, progress=progress)
     if out is not None:

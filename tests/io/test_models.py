@@ -116,8 +116,8 @@ def test_sentencepiece_model_file(tmp_path):
     text = tmp_path / "train.txt"
     text.write_text("\n".join(["Der schnelle braune Fuchs springt über den faulen Hund."] * 50))
     prefix = tmp_path / "sp"
-    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(prefix), vocab_size=60,
-                                   byte_fallback=True, model_type="bpe")
+    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(prefix), vocab_size=320,
+                                   byte_fallback=True, model_type="bpe", minloglevel=2)
     tok = load_tokenizer(str(prefix) + ".model")
     ids = tok("Fuchs über", add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == "Fuchs über"

@@ -102,7 +102,8 @@ def read_corpus(
 
     ``field`` names the JSON key, parquet column or dataset column that holds the text.
     ``max_bytes`` stops after that many UTF-8 bytes in total; the last document is cut at a
-    character boundary, so ``corpus_bytes(result) <= max_bytes``. A document larger than
+    character boundary, so ``corpus_bytes(result) <= max_bytes``, and files past the budget
+    are not opened (nor is the rest of a text file checked for UTF-8). A document larger than
     ``max_doc_bytes`` is split into several at blank lines (at line ends, or between characters,
     when a paragraph or a line alone is larger); joining the pieces gives the text back.
     ``progress`` shows a progress bar over the files on stderr.
@@ -128,16 +129,19 @@ def read_corpus(
             reader = item.read(field=field, max_doc_bytes=max_doc_bytes, limit=remaining)
             with contextlib.closing(reader):
                 for doc in reader:
+                    truncated = False
                     if remaining is not None:
                         text = _truncate_utf8(doc.text, remaining)
-                        doc = doc if text is doc.text else Document(text, doc.source)
-                    if not doc.text.strip():
-                        continue
-                    docs.append(doc)
-                    if remaining is not None:
-                        remaining -= len(doc.text.encode("utf-8"))
-                        if remaining <= 0:
-                            break
+                        if text is not doc.text:
+                            doc, truncated = Document(text, doc.source), True
+                    if doc.text.strip():
+                        docs.append(doc)
+                        if remaining is not None:
+                            remaining -= len(doc.text.encode("utf-8"))
+                    if truncated:  # the budget ends inside this document: stop here
+                        remaining = 0
+                    if remaining is not None and remaining <= 0:
+                        break
             advance()
             if remaining is not None and remaining <= 0:
                 break
@@ -483,15 +487,16 @@ class _FileItem(_Item):
     ) -> Iterator[Document]:
         path = self.path
         with _guard(path, compressed), _open(path) as f:
-            # With a byte budget only its prefix is read (plus a BOM and one lookahead byte).
-            data = f.read() if limit is None else f.read(limit + len(_BOM) + 1)
+            # With a byte budget only a prefix is read: the BOM, the budget and one more
+            # character (so that read_corpus sees the text go past the budget and stops).
+            data = f.read() if limit is None else f.read(len(_BOM) + limit + 5)
         if self.walked and b"\x00" in data[:_SNIFF_BYTES]:
             return
         start = len(_BOM) if data.startswith(_BOM) else 0
         if limit is not None and len(data) - start > limit:
-            cut = start + limit
-            while cut > start and data[cut] & 0xC0 == 0x80:
-                cut -= 1
+            cut = start + limit + 1
+            while cut < len(data) and data[cut] & 0xC0 == 0x80:
+                cut += 1
             data = data[:cut]
         try:
             text = data[start:].decode("utf-8")

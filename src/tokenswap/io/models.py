@@ -192,17 +192,22 @@ def load_tokenizer(spec: str | os.PathLike | None) -> PreTrainedTokenizerBase:
 
 
 def _load_sentencepiece(path: Path) -> PreTrainedTokenizerBase:
-    try:
-        from transformers.convert_slow_tokenizer import SpmConverter  # noqa: F401
+    """A SentencePiece ``.model`` file, converted to a fast tokenizer by transformers."""
+    import shutil
+    import tempfile
 
-        from transformers import LlamaTokenizerFast
-
-        return LlamaTokenizerFast(vocab_file=str(path), legacy=False)
-    except Exception as err:
-        raise TokenswapError(
-            f"could not read SentencePiece model {path}: {_first_line(err)} "
-            "(needs `pip install sentencepiece protobuf`)"
-        ) from err
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(path, Path(tmp) / "tokenizer.model")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(tmp)
+        except Exception as err:
+            raise TokenswapError(
+                f"could not read SentencePiece model {path}: {_first_line(err)} "
+                "(needs `pip install sentencepiece protobuf`)"
+            ) from err
+    if len(tokenizer) < 4:
+        raise TokenswapError(f"{path} is not a SentencePiece model (it converted to no vocabulary)")
+    return tokenizer
 
 
 def _auto_tokenizer(where: str | Path) -> PreTrainedTokenizerBase:

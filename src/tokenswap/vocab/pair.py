@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -50,8 +50,14 @@ class TokenPair:
     target: ByteVocab
     pieces: list[tuple[int, ...]]  # per target id: source ids (empty for FALLBACK)
     provenance: np.ndarray  # (Vt,) int8 values of Provenance
-    partial: int = 0  # COMPOSED tokens with some bytes the source cannot emit
-    notes: dict[str, int] = field(default_factory=dict)
+    skipped: np.ndarray | None = None  # (Vt,) bytes of each token that no source piece covers
+
+    @property
+    def partial(self) -> int:
+        """COMPOSED tokens with some bytes the source cannot emit."""
+        if self.skipped is None:
+            return 0
+        return int(((self.skipped > 0) & (self.provenance == Provenance.COMPOSED)).sum())
 
     def __len__(self) -> int:
         return len(self.pieces)
@@ -88,7 +94,7 @@ def build_pair(source_tokenizer, target_tokenizer) -> TokenPair:
 
     pieces: list[tuple[int, ...]] = []
     provenance = np.empty(len(target), dtype=np.int8)
-    partial = 0
+    skipped = np.zeros(len(target), dtype=np.int32)
     for tid, data in enumerate(target.token_bytes):
         if data is None:
             sid = special_map.get(tid)
@@ -99,12 +105,11 @@ def build_pair(source_tokenizer, target_tokenizer) -> TokenPair:
             pieces.append((exact[data],))
             provenance[tid] = Provenance.EXACT
             continue
-        ids, skipped = decompose(data)
+        ids, skipped[tid] = decompose(data)
         pieces.append(ids)
         provenance[tid] = Provenance.COMPOSED if ids else Provenance.FALLBACK
-        partial += bool(ids) and skipped > 0
     return TokenPair(source=source, target=target, pieces=pieces, provenance=provenance,
-                     partial=partial)
+                     skipped=skipped)
 
 
 def _match_specials(source: ByteVocab, target: ByteVocab) -> dict[int, int]:
