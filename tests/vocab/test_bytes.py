@@ -8,7 +8,15 @@ import pytest
 from conftest import ENGLISH, GERMAN, train_byte_level_bpe
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import (
+    AddedToken,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
 from transformers import PreTrainedTokenizerFast
 
 from tokenswap.errors import TokenswapError
@@ -109,12 +117,13 @@ def test_families_detected_from_json(source_tokenizer, sentencepiece_tokenizer,
 
 
 def test_raw_tokenizers_object_gives_same_bytes(source_tokenizer, sentencepiece_tokenizer):
-    for tokenizer in (source_tokenizer, sentencepiece_tokenizer):
+    # without the wrapper the only role left is the model's own unk (the byte-level BPE has none)
+    for tokenizer, roles in ((source_tokenizer, {}), (sentencepiece_tokenizer, {"unk": 3})):
         wrapped = ByteVocab.from_tokenizer(tokenizer)
         raw = ByteVocab.from_tokenizer(tokenizer.backend_tokenizer)
         assert raw.token_bytes == wrapped.token_bytes
         assert raw.special_ids == wrapped.special_ids
-        assert raw.roles == {"unk": tokenizer.unk_token_id}  # no wrapper: only the model's unk
+        assert raw.roles == roles
 
 
 def test_unsupported_layouts_raise_one_line_error():
@@ -168,7 +177,8 @@ def test_byte_level_specials_are_none_and_mapped_by_role(source_tokenizer):
     assert vocab.token_bytes[:3] == (None, None, None)
     assert all(b is not None for b in vocab.token_bytes[3:])
     assert not set(vocab.special_ids.values()) & set(vocab.exact_ids().values())
-    assert vocab.decode_bytes([1, source_tokenizer.convert_tokens_to_ids("hi"), 2, 0]) == b"hi"
+    the = source_tokenizer.convert_tokens_to_ids("Ġthe")
+    assert vocab.decode_bytes([1, the, 2, 0, the]) == b" the the"  # no strip in byte-level
     assert vocab.byte_fallback_ids == {}
 
 
@@ -273,7 +283,8 @@ def test_exact_ids_prefer_lower_id_among_ordinary_tokens(sentencepiece_tokenizer
     the, added_the = tok.convert_tokens_to_ids(["▁the", " the"])
     assert vocab.token_bytes[added_the] == vocab.token_bytes[the] == b" the"
     assert the < added_the and vocab.exact_ids()[b" the"] == the
-    assert vocab.token_bytes[tok.convert_tokens_to_ids("▁and")] == b" and"  # normalized: '▁' is space
+    # a normalized added token is read with the family's rules: '▁' is a space
+    assert vocab.token_bytes[tok.convert_tokens_to_ids("▁and")] == b" and"
 
 
 def test_sentencepiece_byte_fallback_pieces_join_to_utf8(sentencepiece_tokenizer):
@@ -345,17 +356,22 @@ def test_wordpiece_matches_decoder_without_cleanup(data, wordpiece_tokenizer):
     ids = data.draw(st.lists(st.integers(5, len(vocab) - 1), max_size=20))
     tokens = wordpiece_tokenizer.convert_ids_to_tokens(ids)
     expected = decoders.WordPiece(prefix="##", cleanup=False).decode(tokens)
+    if tokens and tokens[0].startswith("##"):
+        # the decoder keeps '##' on a leading continuation piece; we emit only its characters
+        expected = expected[2:]
     assert vocab.decode_bytes(ids) == expected.encode()
 
 
-WORD_CHARS = sorted({c for line in ENGLISH + GERMAN for c in line if c.isalnum()})
-
-
 @PROPERTY
-@given(words=st.lists(st.text(alphabet=WORD_CHARS, min_size=1, max_size=20), max_size=10))
-def test_wordpiece_round_trip_for_plain_words(words, wordpiece_tokenizer):
-    """Exact for words of known characters, single spaces, no punctuation (see module doc)."""
-    text = " ".join(words)
+@given(data=st.data())
+def test_wordpiece_round_trip_for_plain_words(data, wordpiece_tokenizer):
+    """Exact for in-vocabulary words, single spaces, no punctuation (see module doc)."""
+    vocab = wordpiece_tokenizer.get_vocab()
+    starts = sorted(t for t in vocab if t.isalnum())
+    pieces = sorted(t for t in vocab if t.startswith("##") and t[2:].isalnum())
+    word = st.tuples(st.sampled_from(starts), st.lists(st.sampled_from(pieces), max_size=3))
+    words = data.draw(st.lists(word, max_size=8))
+    text = " ".join(start + "".join(p[2:] for p in rest) for start, rest in words)
     ids = wordpiece_tokenizer.encode(text, add_special_tokens=False)
     assert wordpiece_tokenizer.unk_token_id not in ids
     assert ByteVocab.from_tokenizer(wordpiece_tokenizer).decode_bytes(ids) == text.encode()

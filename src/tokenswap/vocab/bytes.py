@@ -14,7 +14,8 @@ content and by role. Three families are understood, detected from the tokenizer'
   text (Metaspace ``prepend_scheme`` first/always, or a ``Prepend('▁')`` normalizer),
   :attr:`ByteVocab.strip_leading_space` says the first token's space is dropped on decoding.
 - ``WORDPIECE`` (BERT): ``'##x'`` emits ``b'x'``, a word-initial ``'x'`` emits ``b' x'`` and the
-  first token's space is dropped. This is the WordPiece decoder with ``cleanup=False``:
+  first token's space is dropped. This is the WordPiece decoder with ``cleanup=False``, except
+  that a leading ``'##x'`` emits ``b'x'`` where the decoder keeps ``'##x'``;
   BERT's default ``cleanup=True`` also removes the space before punctuation and around
   apostrophes (``"a , b"`` -> ``"a, b"``), a text-level rewrite no per-token map can express,
   and BERT's pre-tokenizer splits punctuation off words, so WordPiece round trips are exact
@@ -288,12 +289,16 @@ def _detect_family(spec: dict) -> TokenizerFamily:
         return TokenizerFamily.BYTE_LEVEL
     if model_type in ("BPE", "Unigram") and space_mark:
         return TokenizerFamily.SENTENCEPIECE
-    names = lambda comps: "+".join(c.get("type", "?") for c in comps if c.get("type") != "Sequence") or "none"  # noqa: E731
     raise TokenswapError(
-        f"unsupported tokenizer layout (model {model_type}, pre-tokenizer {names(pre)}, decoder"
-        f" {names(decoder)}): tokenswap reads byte-level BPE, SentencePiece ('▁') and WordPiece"
+        f"unsupported tokenizer layout (model {model_type}, pre-tokenizer {_names(pre)}, decoder"
+        f" {_names(decoder)}): tokenswap reads byte-level BPE, SentencePiece ('▁') and WordPiece"
         " ('##') tokenizers"
     )
+
+
+def _names(components: list[dict]) -> str:
+    named = [c.get("type", "?") for c in components if c.get("type") != "Sequence"]
+    return "+".join(named) or "none"
 
 
 def _pattern(component: dict) -> str | None:
