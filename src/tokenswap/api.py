@@ -96,6 +96,7 @@ def transfer(
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
     corpus: str | Sequence[str] | None = None,
+    donor: ModelLike = None,
     seed: int = 0,
     device: str | torch.device | None = None,
     options: dict | None = None,
@@ -114,9 +115,13 @@ def transfer(
     texts = corpus_texts(corpus)
     if init.needs_corpus and not texts:
         raise TokenswapError(f"method {init.name!r} needs target-language text: pass --corpus")
+    if init.needs_donor and donor is None:
+        raise TokenswapError(f"method {init.name!r} needs a donor model trained with the target "
+                             "tokenizer: pass --donor")
 
     bundle = as_bundle(model, device=device)
     target_tok = as_tokenizer(tokenizer)
+    donor_matrix = donor_embeddings(donor, target_tok) if donor is not None else None
     start = time.perf_counter()
     pair = build_pair(bundle.tokenizer, target_tok)
     source_in = bundle.input_embeddings().detach()
@@ -125,7 +130,8 @@ def transfer(
 
     def run(matrix: torch.Tensor, which: str):
         ctx = InitContext(seed=seed, matrix=which, corpus=texts, device=device,
-                          options=dict(options or {}))
+                          options=dict(options or {}), source_tokenizer=bundle.tokenizer,
+                          target_tokenizer=target_tok, donor=donor_matrix)
         result = init.fn(matrix.detach().float(), pair, ctx)
         assert_filled(result.matrix, f"{init.name} {which} embeddings")
         return result
@@ -152,6 +158,30 @@ def transfer(
         "tokenswap": __version__, "source_model": bundle.spec, "method": init.name,
         "seed": seed, "stats": stats.to_dict()}) if out is not None else None
     return TransferResult(bundle=bundle, stats=stats, out=saved)
+
+
+def donor_embeddings(donor: ModelLike, target_tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+    """Input embeddings of a donor model, one row per target token id: (V_t, H_donor).
+
+    The donor must have been trained with the target tokenizer: same vocabulary (token strings
+    and ids). Padded embedding rows beyond the tokenizer (common: vocab rounded up to a multiple
+    of 64) are dropped; a tokenizer with more tokens than embedding rows is an error.
+    """
+    bundle = as_bundle(donor)
+    donor_vocab = bundle.tokenizer.get_vocab()
+    target_vocab = target_tokenizer.get_vocab()
+    if donor_vocab != target_vocab:
+        differ = sum(1 for k, v in target_vocab.items() if donor_vocab.get(k) != v)
+        raise TokenswapError(
+            f"donor {bundle.spec} was not trained with the target tokenizer ({differ:,} of "
+            f"{len(target_vocab):,} target tokens differ); pass the donor's own tokenizer as --tokenizer"
+        )
+    matrix = bundle.input_embeddings().detach().float()
+    n = len(target_tokenizer)
+    if matrix.shape[0] < n:
+        raise TokenswapError(f"donor {bundle.spec} has {matrix.shape[0]:,} embedding rows for "
+                             f"{n:,} tokens; its checkpoint does not match its tokenizer")
+    return matrix[:n].clone()
 
 
 def save_model(bundle: ModelBundle, out: str | os.PathLike, *, overwrite: bool = False,

@@ -38,6 +38,8 @@ def transfer(
     method: Annotated[str, typer.Option(help="Init method; see `tokenswap methods`.")] = "mean",
     corpus: Annotated[list[str] | None, typer.Option(
         help="Target-language text for methods that need it (files, dirs, globs).")] = None,
+    donor: Annotated[str | None, typer.Option(
+        help="A model trained with the target tokenizer, for donor-based methods (omp).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
     device: DeviceOpt = None,
@@ -48,7 +50,8 @@ def transfer(
 
     with console.status(f"transferring {model} with {method} ..."):
         result = api.transfer(model, tokenizer, method=method, out=out, overwrite=overwrite,
-                              corpus=corpus, seed=seed, device=device)
+                              corpus=corpus, donor=donor, seed=seed,
+                              device=device)
     s = result.stats
     console.print(f"{s.method}: {s.source_vocab:,} -> {s.target_vocab:,} tokens in {s.seconds:.1f} s")
     console.print(f"  input:  {describe({**s.input, 'total': s.target_vocab})}")

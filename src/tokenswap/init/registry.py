@@ -34,6 +34,11 @@ class InitContext:
     corpus: list[str] | None = None  # target-language text, for methods that need it
     device: torch.device | str | None = None
     options: dict[str, object] = field(default_factory=dict)
+    source_tokenizer: object | None = None  # the source model's tokenizer (transformers)
+    target_tokenizer: object | None = None  # the target tokenizer (transformers)
+    # Input embeddings of a donor model that was trained with the target tokenizer, one row per
+    # target id, (V_t, H_donor); None when there is no donor (see `tokenswap transfer --donor`).
+    donor: torch.Tensor | None = None
 
     def generator(self) -> torch.Generator:
         """A generator seeded per matrix, so input and output draws differ but repeat."""
@@ -61,6 +66,7 @@ class InitMethod:
     url: str = ""
     aliases: tuple[str, ...] = ()
     needs_corpus: bool = False
+    needs_donor: bool = False  # True: cannot run without --donor (else uses the corpus or not)
 
 
 _METHODS: dict[str, InitMethod] = {}
@@ -68,13 +74,15 @@ _ALIASES: dict[str, str] = {}
 
 
 def register(name: str, *, summary: str, paper: str = "", url: str = "",
-             aliases: tuple[str, ...] = (), needs_corpus: bool = False) -> Callable[[InitFn], InitFn]:
+             aliases: tuple[str, ...] = (), needs_corpus: bool = False,
+             needs_donor: bool = False) -> Callable[[InitFn], InitFn]:
     """Decorator: record ``fn`` as the init method ``name``."""
 
     def wrap(fn: InitFn) -> InitFn:
         if name in _METHODS or name in _ALIASES:
             raise ValueError(f"init method {name!r} registered twice")
-        _METHODS[name] = InitMethod(name, fn, summary, paper, url, aliases, needs_corpus)
+        _METHODS[name] = InitMethod(name, fn, summary, paper, url, aliases, needs_corpus,
+                                    needs_donor)
         for alias in aliases:
             _ALIASES[alias] = name
         return fn
