@@ -157,6 +157,9 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own rich progress bars cover the long steps
     try:
         app(args=argv, standalone_mode=False)
     except TokenswapError as err:

@@ -21,6 +21,7 @@ from tokenswap.io.corpus import read_corpus, split_corpus
 from tokenswap.io.models import load_model, load_tokenizer
 
 GERMAN_MAN = Path("/usr/share/man/de")
+PROMPTS = {"de": "Dieses Programm zeigt", "code": "def read_config(path):\n"}
 
 
 def demo_corpus(domain: str) -> list[str]:
@@ -88,7 +89,7 @@ def run_demo(out: Path, *, domain: str = "de", vocab_size: int = 32000,
                           device=device)
     report.write_json(out / f"report-{domain}.json")
     sample = load_model(str(out / f"model-{domain}-mean"), device=device)
-    prompt = heldout[0][:60]
+    prompt = PROMPTS[domain]
     ids = sample.tokenizer(prompt, return_tensors="pt").to(sample.model.device)
     with torch.inference_mode():
         gen = sample.model.generate(**ids, max_new_tokens=20, do_sample=False)
