@@ -30,7 +30,7 @@ from tokenswap.io.corpus import Document, read_corpus
 from tokenswap.io.models import ModelBundle, load_model, load_tokenizer
 from tokenswap.io.save import atomic_dir, check_output_dir
 from tokenswap.surgery import install_embeddings
-from tokenswap.vocab.pair import Provenance, TokenPair, build_pair
+from tokenswap.vocab.pair import Provenance, build_pair
 from tokenswap.vocab.train import TokenizerKind, train_tokenizer
 
 ModelLike = str | os.PathLike | ModelBundle | None

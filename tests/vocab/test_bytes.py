@@ -21,7 +21,7 @@ from transformers import PreTrainedTokenizerFast
 
 from tokenswap.errors import TokenswapError
 from tokenswap.vocab import ByteVocab, TokenizerFamily
-from tokenswap.vocab.bytes import bytes_to_unicode
+from tokenswap.vocab.bytes import byte_level_bytes, bytes_to_unicode
 
 BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
 MULTILINGUAL = ENGLISH[:5] + GERMAN[:4] + [
@@ -262,6 +262,29 @@ def test_sentencepiece_worked_examples(sentencepiece_tokenizer):
     assert vocab.token_bytes[ids("▁the")] == b" the"
     assert vocab.token_bytes[ids("▁")] == b" "
     assert vocab.missing_bytes() == []
+
+
+def test_unigram_without_byte_fallback():
+    """A T5-style Unigram: model-only '<unk>' (no added token) is special; bytes can be missing."""
+    pieces = [("<unk>", 0.0), ("▁", -1.0), ("▁ab", -2.0), ("b", -2.0), ("é", -3.0)]
+    tok = Tokenizer(models.Unigram(pieces, unk_id=0, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    vocab = ByteVocab.from_tokenizer(tok)
+    assert (vocab.family, vocab.strip_leading_space) == (TokenizerFamily.SENTENCEPIECE, True)
+    assert vocab.token_bytes == (None, b" ", b" ab", b"b", "é".encode())
+    assert dict(vocab.special_ids) == {"<unk>": 0} and dict(vocab.roles) == {"unk": 0}
+    assert vocab.byte_fallback_ids == {}
+    # 'a' and 0xC3 only occur inside longer tokens
+    assert vocab.missing_bytes() == sorted(set(range(256)) - {ord(" "), ord("b")})
+    ids = tok.encode("ab b").ids
+    assert vocab.decode_bytes(ids) == tok.decode(ids).encode() == b"ab b"
+
+
+def test_byte_level_bytes_keeps_out_of_table_strings_as_utf8():
+    assert byte_level_bytes("ĠhelloĊ") == b" hello\n"
+    assert byte_level_bytes("hello world") == b"hello world"  # ' ' is not a table character
+    assert byte_level_bytes("中") == "中".encode()
 
 
 def test_exact_ids_prefer_ordinary_token_over_byte_fallback(sentencepiece_tokenizer):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tokenswap.vocab.bytes import ByteVocab, TokenizerFamily
+from tokenswap.vocab.bytes import ByteVocab, TokenizerFamily, bytes_to_unicode
 
 _SKIP_COST = 1000  # a byte no source token emits: skipped, at a cost above any real split
 
@@ -132,7 +132,7 @@ class _Decomposer:
         backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
         spec = json.loads(backend.to_str())
         self.bpe = backend.model if spec["model"]["type"] == "BPE" else None
-        self.byte_to_char = _bytes_to_unicode() if vocab.family is TokenizerFamily.BYTE_LEVEL else None
+        self.byte_to_char = bytes_to_unicode() if vocab.family is TokenizerFamily.BYTE_LEVEL else None
         self.cache: dict[bytes, tuple[tuple[int, ...], int]] = {}
 
     def __call__(self, data: bytes) -> tuple[tuple[int, ...], int]:
@@ -181,20 +181,6 @@ class _Decomposer:
                 ids.append(tid)
             pos = start
         return tuple(reversed(ids)), skipped
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible map from bytes to printable characters (byte-level BPE)."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-            *range(ord("®"), ord("ÿ") + 1)]
-    mapping, extra = {}, 0
-    for b in range(256):
-        if b in keep:
-            mapping[b] = chr(b)
-        else:
-            mapping[b] = chr(256 + extra)
-            extra += 1
-    return mapping
 
 
 def describe(counts: dict[str, int]) -> str:
