@@ -30,6 +30,7 @@ from tokenswap.io.corpus import Document, read_corpus
 from tokenswap.io.models import ModelBundle, load_model, load_tokenizer
 from tokenswap.io.save import atomic_dir, check_output_dir
 from tokenswap.surgery import install_embeddings
+from tokenswap.vocab.extend import extend_tokenizer
 from tokenswap.vocab.pair import Provenance, build_pair
 from tokenswap.vocab.train import TokenizerKind, train_tokenizer
 
@@ -97,6 +98,8 @@ def transfer(
     overwrite: bool = False,
     corpus: str | Sequence[str] | None = None,
     donor: ModelLike = None,
+    extend: bool = False,
+    max_new_tokens: int | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
     options: dict | None = None,
@@ -106,6 +109,10 @@ def transfer(
     ``model`` is any spec :func:`tokenswap.io.models.load_model` accepts (None = the packaged
     SmolLM2) or a loaded bundle; it is modified in place when a bundle is passed. With ``out``
     the result is saved atomically as a plain transformers model directory.
+
+    With ``extend`` the source vocabulary is kept and up to ``max_new_tokens`` tokens of
+    ``tokenizer`` are appended (see :mod:`tokenswap.vocab.extend`); otherwise the vocabulary
+    is replaced.
     """
     if tokenizer is None:
         raise TokenswapError("transfer needs a target tokenizer (--tokenizer)")
@@ -121,6 +128,11 @@ def transfer(
 
     bundle = as_bundle(model, device=device)
     target_tok = as_tokenizer(tokenizer)
+    if extend:
+        if donor is not None:
+            raise TokenswapError("--donor and --extend do not combine: a donor matches the target "
+                                 "tokenizer, an extended vocabulary does not")
+        target_tok = extend_tokenizer(bundle.tokenizer, target_tok, max_new=max_new_tokens)
     donor_matrix = donor_embeddings(donor, target_tok) if donor is not None else None
     start = time.perf_counter()
     pair = build_pair(bundle.tokenizer, target_tok)
@@ -156,7 +168,7 @@ def transfer(
     )
     saved = save_model(bundle, out, overwrite=overwrite, provenance={
         "tokenswap": __version__, "source_model": bundle.spec, "method": init.name,
-        "seed": seed, "stats": stats.to_dict()}) if out is not None else None
+        "seed": seed, "extend": extend, "stats": stats.to_dict()}) if out is not None else None
     return TransferResult(bundle=bundle, stats=stats, out=saved)
 
 

@@ -40,6 +40,10 @@ def transfer(
         help="Target-language text for methods that need it (files, dirs, globs).")] = None,
     donor: Annotated[str | None, typer.Option(
         help="A model trained with the target tokenizer, for donor-based methods (omp).")] = None,
+    extend: Annotated[bool, typer.Option(
+        help="Keep the source vocabulary and append the target's new tokens.")] = False,
+    max_new_tokens: Annotated[int | None, typer.Option(
+        help="With --extend: append at most this many tokens (most frequent first).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
     device: DeviceOpt = None,
@@ -50,7 +54,8 @@ def transfer(
 
     with console.status(f"transferring {model} with {method} ..."):
         result = api.transfer(model, tokenizer, method=method, out=out, overwrite=overwrite,
-                              corpus=corpus, donor=donor, seed=seed,
+                              corpus=corpus, donor=donor, extend=extend,
+                              max_new_tokens=max_new_tokens, seed=seed,
                               device=device)
     s = result.stats
     console.print(f"{s.method}: {s.source_vocab:,} -> {s.target_vocab:,} tokens in {s.seconds:.1f} s")
