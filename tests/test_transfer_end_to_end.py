@@ -128,3 +128,12 @@ def test_output_bias_is_transferred(tiny_model_dir, german_tokenizer):
     new_bias = result.bundle.model.get_output_embeddings().bias
     assert new_bias.shape == (len(german_tokenizer),) and torch.isfinite(new_bias).all()
     assert result.stats.output is not None
+
+
+def test_vocabulary_too_large_for_memory(tiny_model_dir, german_tokenizer, tmp_path, monkeypatch):
+    import tokenswap.api as api
+
+    monkeypatch.setattr(api, "available_memory", lambda: 1000)
+    with pytest.raises(TokenswapError, match="GiB is free"):
+        tokenswap.transfer(str(tiny_model_dir), german_tokenizer, out=tmp_path / "big")
+    assert not (tmp_path / "big").exists()

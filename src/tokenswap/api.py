@@ -134,6 +134,8 @@ def transfer(
                                  "tokenizer, an extended vocabulary does not")
         target_tok = extend_tokenizer(bundle.tokenizer, target_tok, max_new=max_new_tokens)
     donor_matrix = donor_embeddings(donor, target_tok) if donor is not None else None
+    check_memory(len(target_tok), bundle.input_embeddings().shape[1],
+                 matrices=1 if bundle.tied else 2)
     start = time.perf_counter()
     pair = build_pair(bundle.tokenizer, target_tok)
     source_in = bundle.input_embeddings().detach()
@@ -170,6 +172,28 @@ def transfer(
         "tokenswap": __version__, "source_model": bundle.spec, "method": init.name,
         "seed": seed, "extend": extend, "stats": stats.to_dict()}) if out is not None else None
     return TransferResult(bundle=bundle, stats=stats, out=saved)
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process now."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def check_memory(vocab_size: int, hidden: int, *, matrices: int) -> None:
+    """Refuse a target vocabulary whose new matrices cannot fit in memory.
+
+    A transfer holds, per matrix, the float32 target matrix, the method's working copy and the
+    model's new parameter: about three (V_t, H) float32 tensors.
+    """
+    need = 3 * matrices * vocab_size * hidden * 4
+    free = available_memory()
+    if need > free:
+        raise TokenswapError(
+            f"a {vocab_size:,}-token vocabulary needs about {need / 2**30:.1f} GiB for its "
+            f"embeddings but only {free / 2**30:.1f} GiB is free; use a smaller vocabulary"
+        )
 
 
 def donor_embeddings(donor: ModelLike, target_tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
