@@ -27,7 +27,7 @@ with the same treatment of document starts. This module fixes that treatment:
   warn: bytes the model never saw make its score look better than it is.
 
 Memory: the model still returns logits for a whole batch, ``(B, T, V)`` in the model's dtype;
-batches are split so that this tensor stays under ``_LOGITS_BUDGET_BYTES`` (1 GiB). The
+batches are split so that this tensor stays under ``_LOGITS_BUDGET_BYTES`` (2 GiB). The
 float32 log-softmax is then taken over chunks of scored rows only, so no float32 copy of the
 full logits ever exists. Left out: chunking the language-model head itself over the sequence
 (that needs architecture-specific access to the final hidden states) and multi-GPU sharding.
@@ -45,7 +45,7 @@ import torch
 from tokenswap.errors import TokenswapError
 
 _LN2 = math.log(2.0)
-_LOGITS_BUDGET_BYTES = 1 << 30  # largest (B, T, V) logits tensor one forward pass may return
+_LOGITS_BUDGET_BYTES = 2 << 30  # largest (B, T, V) logits tensor one forward pass may return
 _ROW_CHUNK_ELEMENTS = 1 << 25  # float32 elements per log-softmax chunk (128 MiB)
 
 
@@ -303,8 +303,13 @@ def _progress_bar(progress: bool | str, total: int) -> Iterator[Callable[[int], 
     )
 
     label = progress if isinstance(progress, str) else "bits per byte"
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("windows"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("windows"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
