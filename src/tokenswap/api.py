@@ -142,9 +142,11 @@ def transfer(
     source_out = bundle.output_embeddings()
     source_bias = bundle.output_bias()
 
+    shared = dict(options or {})  # one dict per transfer: methods cache aux models in it
+
     def run(matrix: torch.Tensor, which: str):
         ctx = InitContext(seed=seed, matrix=which, corpus=texts, device=device,
-                          options=dict(options or {}), source_tokenizer=bundle.tokenizer,
+                          options=shared, source_tokenizer=bundle.tokenizer,
                           target_tokenizer=target_tok, donor=donor_matrix)
         result = init.fn(matrix.detach().float(), pair, ctx)
         assert_filled(result.matrix, f"{init.name} {which} embeddings")

@@ -3,7 +3,7 @@
 Importing this package registers every built-in method.
 """
 
-from tokenswap.init import baselines, mean  # noqa: F401  (registers the methods)
+from tokenswap.init import baselines, convex, focus, mean, multivariate, omp  # noqa: F401  (registers)
 from tokenswap.init.registry import (
     InitContext,
     Initialized,

@@ -19,9 +19,9 @@ Three kinds of rows come out (:class:`AuxiliaryEmbeddings`):
   those tokens their own fallback.
 
 Training is deterministic given ``ctx.seed``: gensim runs with one worker thread, because
-several workers interleave updates nondeterministically. Measured on the 2-core machines here,
-one worker trains ~1 M tokens per second per epoch at dim 100... (see the report in
-``focus.py``); a second worker would save at most half of that and lose reproducibility.
+several workers interleave updates nondeterministically. Measured on a 2-core machine here with
+10 MB of German man pages (2.7 M target tokens, 32k vocabulary): tokenizing ~10 s, skip-gram
+~31 s per epoch (CBOW ~18 s), so ~3 minutes at the defaults; two workers were no faster.
 
 Left out: word-level (pre-trained) fastText vectors, FOCUS's other auxiliary mode, which needs a
 download; and any caching on disk.
@@ -37,7 +37,7 @@ import torch
 from tokenswap.errors import TokenswapError
 from tokenswap.init.registry import InitContext
 
-MIN_KNOWN = 50  # fewer known tokens than this and the space says nothing useful
+MIN_KNOWN = 50  # fewer known tokens than this (or a tenth of V_t) and the space says nothing
 _CACHE_KEY = "_auxiliary"
 _CHUNK = 1000  # tokens per fastText "sentence" (gensim silently truncates at 10,000)
 
@@ -137,14 +137,17 @@ def _sentences(texts: list[str], tokenizer, words: list[str]) -> tuple[list[list
 
 def _train(texts: list[str], tokenizer, *, dim: int, min_count: int, epochs: int, window: int,
            buckets: int | None, seed: int) -> AuxiliaryEmbeddings:
-    from gensim.models.fasttext import FastText, ft_ngram_hashes
+    try:
+        from gensim.models.fasttext import FastText, ft_ngram_hashes
+    except ImportError as err:
+        raise TokenswapError("auxiliary embeddings need gensim: pip install 'gensim>=4.3'") from err
 
     words = token_words(tokenizer)
     n = len(words)
     sentences, counts = _sentences(texts, tokenizer, words)
     known_np = counts >= min_count
     n_known = int(known_np.sum())
-    need = min(MIN_KNOWN, max(1, n // 4))
+    need = min(MIN_KNOWN, max(1, n // 10))  # tiny vocabularies: a tenth of them
     if n_known < need:
         raise TokenswapError(
             f"auxiliary corpus too small: only {n_known} of {n} target tokens occur "

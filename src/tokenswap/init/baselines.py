@@ -26,7 +26,7 @@ def _random_rest(target: torch.Tensor, source: torch.Tensor, done: np.ndarray,
 @register(
     "random",
     summary="every content token drawn from a normal fitted to the source rows (mean, covariance)",
-    paper="Hewitt, 'Initializing New Word Embeddings for Pretrained Language Models' (2021)",
+    paper="baseline (full covariance; Hewitt 2021 discusses why a tighter normal is better)",
     url="https://nlp.stanford.edu/~johnhew/vocab-expansion.html",
 )
 def random_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Initialized:
