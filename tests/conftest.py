@@ -163,3 +163,18 @@ def tiny_gpt2_dir(tmp_path_factory, source_tokenizer):
     GPT2LMHeadModel(config).eval().save_pretrained(path)
     source_tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def pair(source_tokenizer, german_tokenizer):
+    """The byte-level source/German target pair the init-method tests share."""
+    from tokenswap.vocab.pair import build_pair
+
+    return build_pair(source_tokenizer, german_tokenizer)
+
+
+@pytest.fixture(scope="module")
+def source_matrix(source_tokenizer):
+    """A random (V_s, 16) source matrix with non-zero mean."""
+    torch.manual_seed(0)
+    return torch.randn(len(source_tokenizer), 16) * 0.5 + 1.0

@@ -18,7 +18,7 @@ from tokenswap.errors import TokenswapError
 from tokenswap.init import InitContext, get_method
 from tokenswap.init.auxiliary import auxiliary_embeddings, auxiliary_space
 from tokenswap.init.focus import focus_weights, sparsemax, topk_sparsemax
-from tokenswap.vocab.pair import Provenance, build_pair
+from tokenswap.vocab.pair import Provenance
 
 
 def brute_force_simplex_projection(z: np.ndarray) -> np.ndarray:
@@ -96,17 +96,6 @@ def test_topk_sparsemax_equals_full_sparsemax(k):
 
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def pair(source_tokenizer, german_tokenizer):
-    return build_pair(source_tokenizer, german_tokenizer)
-
-
-@pytest.fixture(scope="module")
-def source_matrix(source_tokenizer):
-    torch.manual_seed(0)
-    return torch.randn(len(source_tokenizer), 16) * 0.5 + 1.0
 
 
 def german_ctx(german_tokenizer, seed=0, **options) -> InitContext:

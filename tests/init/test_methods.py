@@ -9,18 +9,7 @@ import torch
 from tokenswap.errors import TokenswapError
 from tokenswap.init import InitContext, get_method, list_methods, method_names
 from tokenswap.init.common import fit_normal, piece_means
-from tokenswap.vocab.pair import Provenance, build_pair
-
-
-@pytest.fixture(scope="module")
-def pair(source_tokenizer, german_tokenizer):
-    return build_pair(source_tokenizer, german_tokenizer)
-
-
-@pytest.fixture(scope="module")
-def source_matrix(source_tokenizer):
-    torch.manual_seed(0)
-    return torch.randn(len(source_tokenizer), 16) * 0.5 + 1.0
+from tokenswap.vocab.pair import Provenance
 
 
 def test_registry_lists_builtins_with_papers():

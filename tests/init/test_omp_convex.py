@@ -12,7 +12,7 @@ from tokenswap.errors import TokenswapError
 from tokenswap.init import InitContext, convex, get_method, multivariate, omp  # noqa: F401
 from tokenswap.init.common import fit_normal, piece_means
 from tokenswap.init.omp import batched_omp
-from tokenswap.vocab.pair import Provenance, build_pair
+from tokenswap.vocab.pair import Provenance
 
 
 def reference_omp(y: np.ndarray, atoms: np.ndarray, k: int) -> np.ndarray:
@@ -38,17 +38,6 @@ def dense_codes(idx: torch.Tensor, coef: torch.Tensor, n: int) -> np.ndarray:
     for b in range(idx.shape[0]):
         np.add.at(out[b], idx[b].numpy(), coef[b].numpy())
     return out
-
-
-@pytest.fixture(scope="module")
-def pair(source_tokenizer, german_tokenizer):
-    return build_pair(source_tokenizer, german_tokenizer)
-
-
-@pytest.fixture(scope="module")
-def source_matrix(source_tokenizer):
-    torch.manual_seed(0)
-    return torch.randn(len(source_tokenizer), 16) * 0.5 + 1.0
 
 
 # ----------------------------------------------------------------------------- OMP

@@ -29,6 +29,7 @@ Left out: tokenization, deduplication of identical texts, and any normalisation 
 
 from __future__ import annotations
 
+import abc
 import bisect
 import bz2
 import contextlib
@@ -464,9 +465,12 @@ def _open(path: Path) -> IO[bytes]:
     return open(path, "rb")
 
 
-class _Item:
+class _Item(abc.ABC):
+    """One source of documents: a file or a Hugging Face dataset."""
+
+    @abc.abstractmethod
     def read(self, *, field: str, max_doc_bytes: int, limit: int | None) -> Iterator[Document]:
-        raise NotImplementedError
+        """Yield documents, stopping once ``limit`` bytes (if set) have been produced."""
 
 
 @dataclass
