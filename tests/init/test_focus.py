@@ -228,5 +228,5 @@ def test_focus_too_small_corpus_raises(pair, source_matrix, german_tokenizer):
 
 
 def test_transfer_with_focus_needs_corpus(tiny_model_dir, german_tokenizer):
-    with pytest.raises(TokenswapError, match="needs target-language text"):
+    with pytest.raises(TokenswapError, match="needs --corpus"):
         tokenswap.transfer(str(tiny_model_dir), german_tokenizer, method="focus")

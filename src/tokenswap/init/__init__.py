@@ -3,7 +3,15 @@
 Importing this package registers every built-in method.
 """
 
-from tokenswap.init import baselines, convex, focus, mean, multivariate, omp  # noqa: F401  (registers)
+from tokenswap.init import (  # noqa: F401  (registers the built-in methods)
+    baselines,
+    convex,
+    focus,
+    mean,
+    multivariate,
+    omp,
+    wechsel,
+)
 from tokenswap.init.registry import (
     InitContext,
     Initialized,

@@ -29,6 +29,7 @@ download; and any caching on disk.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,7 +92,7 @@ def auxiliary_space(ctx: InitContext, *, dim: int = 100, min_count: int = 3, epo
     if not texts:
         raise TokenswapError("this method needs target-language text to learn auxiliary "
                              "embeddings from: pass --corpus")
-    key = (id(ctx.corpus), len(texts), id(ctx.target_tokenizer), dim, min_count, epochs, window,
+    key = (corpus_fingerprint(texts), id(ctx.target_tokenizer), dim, min_count, epochs, window,
            buckets, ctx.seed)
     cache = ctx.options.setdefault(_CACHE_KEY, {})
     assert isinstance(cache, dict)
@@ -99,6 +100,15 @@ def auxiliary_space(ctx: InitContext, *, dim: int = 100, min_count: int = 3, epo
         cache[key] = _train(texts, ctx.target_tokenizer, dim=dim, min_count=min_count,
                             epochs=epochs, window=window, buckets=buckets, seed=ctx.seed)
     return cache[key]
+
+
+def corpus_fingerprint(texts: list[str]) -> str:
+    """A content hash of ``texts``: caches keyed by it survive a new list of the same texts."""
+    h = hashlib.sha1()
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 def token_words(tokenizer) -> list[str]:
@@ -138,7 +148,7 @@ def _sentences(texts: list[str], tokenizer, words: list[str]) -> tuple[list[list
 def _train(texts: list[str], tokenizer, *, dim: int, min_count: int, epochs: int, window: int,
            buckets: int | None, seed: int) -> AuxiliaryEmbeddings:
     try:
-        from gensim.models.fasttext import FastText, ft_ngram_hashes
+        from gensim.models.fasttext import FastText
     except ImportError as err:
         raise TokenswapError("auxiliary embeddings need gensim: pip install 'gensim>=4.3'") from err
 
@@ -160,31 +170,45 @@ def _train(texts: list[str], tokenizer, *, dim: int, min_count: int, epochs: int
                      sg=1, negative=10, min_n=3, max_n=6, bucket=buckets, seed=seed, workers=1)
     model.build_vocab(corpus_iterable=sentences)
     model.train(corpus_iterable=sentences, total_examples=len(sentences), epochs=epochs)
-    wv = model.wv
-
-    matrix = np.zeros((n, dim), dtype=np.float32)
-    known = np.zeros(n, dtype=bool)
-    index = wv.key_to_index
-    for tid, word in enumerate(words):
-        row = index.get(word)
-        if row is not None:
-            matrix[tid] = wv.vectors[row]
-            known[tid] = True
-    # n-gram buckets that received gradient: those of the known tokens
-    trained = np.zeros(buckets, dtype=bool)
-    for hashes in wv.buckets_word:
-        trained[hashes] = True
-    subword = np.zeros(n, dtype=bool)
     specials = set(getattr(tokenizer, "all_special_ids", []) or [])
-    for tid in np.flatnonzero(~known):
-        if tid in specials:
-            continue
-        hashes = np.asarray(ft_ngram_hashes(words[tid], wv.min_n, wv.max_n, buckets),
-                            dtype=np.int64)
-        hashes = hashes[trained[hashes]] if len(hashes) else hashes
-        if len(hashes):
-            matrix[tid] = wv.vectors_ngrams[hashes].mean(0)
-            subword[tid] = True
+    matrix, known, subword = lookup_vectors(model.wv, words, skip=specials)
     return AuxiliaryEmbeddings(matrix=torch.from_numpy(matrix), known=torch.from_numpy(known),
                                subword=torch.from_numpy(subword), counts=counts,
                                corpus_tokens=int(counts.sum()))
+
+
+def lookup_vectors(wv, words: list[str], *, skip: set[int] = frozenset()
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """fastText vectors of ``words`` from trained gensim ``FastTextKeyedVectors``.
+
+    Returns ``(matrix (n, dim) float32, known (n,) bool, subword (n,) bool)``: a word in the
+    vocabulary gets its vector (``known``); another word gets the mean of those of its character
+    n-gram vectors that were trained (``subword``) - gensim's own out-of-vocabulary lookup would
+    also average untrained buckets, which hold random initial values. A word with no trained
+    n-gram, and an unknown word whose index is in ``skip``, gets a zero row.
+    """
+    from gensim.models.fasttext import ft_ngram_hashes
+
+    n, dim = len(words), wv.vector_size
+    matrix = np.zeros((n, dim), dtype=np.float32)
+    known = np.zeros(n, dtype=bool)
+    index = wv.key_to_index
+    for i, word in enumerate(words):
+        row = index.get(word)
+        if row is not None:
+            matrix[i] = wv.vectors[row]
+            known[i] = True
+    buckets = wv.vectors_ngrams.shape[0]
+    trained = np.zeros(buckets, dtype=bool)  # buckets that received gradient: the known words'
+    for hashes in wv.buckets_word:
+        trained[hashes] = True
+    subword = np.zeros(n, dtype=bool)
+    for i in np.flatnonzero(~known):
+        if i in skip or not words[i]:
+            continue
+        hashes = np.asarray(ft_ngram_hashes(words[i], wv.min_n, wv.max_n, buckets), dtype=np.int64)
+        hashes = hashes[trained[hashes]] if len(hashes) else hashes
+        if len(hashes):
+            matrix[i] = wv.vectors_ngrams[hashes].mean(0)
+            subword[i] = True
+    return matrix, known, subword

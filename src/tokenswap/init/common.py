@@ -38,6 +38,21 @@ def piece_means(source: torch.Tensor, pair: TokenPair) -> tuple[torch.Tensor, to
     return means, counts > 0
 
 
+def mix_with_mean(target: torch.Tensor, means: torch.Tensor, has_pieces: torch.Tensor,
+                  ids: np.ndarray, mix: float) -> None:
+    """In place: rows ``ids`` of ``target`` become ``(1 - mix) * row + mix * mean of pieces``.
+
+    Rows without pieces keep their value. ``mix`` 0 is a no-op, 1 is the ``mean`` (FVT) row.
+    """
+    if not 0.0 <= mix <= 1.0:
+        raise ValueError(f"mix must be in [0, 1], got {mix}")
+    if mix == 0.0 or len(ids) == 0:
+        return
+    rows = torch.as_tensor(ids, dtype=torch.long, device=target.device)
+    rows = rows[has_pieces[rows]]
+    target[rows] = (1.0 - mix) * target[rows] + mix * means[rows]
+
+
 def fit_normal(source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean (H,) and a Cholesky factor (H, H) of the covariance of the source rows."""
     x = source.detach().double()

@@ -40,8 +40,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tokenswap.errors import TokenswapError
 from tokenswap.init.auxiliary import auxiliary_space
-from tokenswap.init.common import copy_single_piece, empty_target, piece_means
+from tokenswap.init.common import copy_single_piece, empty_target, mix_with_mean, piece_means
 from tokenswap.init.registry import InitContext, Initialized, register
 from tokenswap.vocab.pair import Provenance, TokenPair
 
@@ -136,6 +137,13 @@ def _options(ctx: InitContext) -> dict[str, float]:
             "temperature": float(o.get("focus_temperature", 0.1))}
 
 
+def _mix(ctx: InitContext) -> float:
+    mix = float(ctx.options.get("focus_mix", 0.0))
+    if not 0.0 <= mix <= 1.0:
+        raise TokenswapError(f"focus_mix must be between 0 and 1, got {mix}")
+    return mix
+
+
 def _weights(pair: TokenPair, ctx: InitContext) -> FocusWeights:
     opts = _options(ctx)
     key = (id(pair), *opts.values())
@@ -165,7 +173,7 @@ def _weights(pair: TokenPair, ctx: InitContext) -> FocusWeights:
 
 @register(
     "focus",
-    needs_corpus=True,
+    requires=("corpus",),
     summary="exact matches copied; other tokens = sparsemax-weighted mix of overlapping tokens, "
             "similar in fastText trained on the target corpus",
     paper="Dobler & de Melo, 'FOCUS: Effective Embedding Initialization for Monolingual "
@@ -192,5 +200,6 @@ def focus_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Initi
             w = weights.weights[i:i + step].to(device)[:, None]
             target.index_add_(0, weights.rows[i:i + step].to(device), source[anchors].float() * w)
         provenance[weights.new_ids] = Provenance.COMPOSED
+        mix_with_mean(target, means, has_pieces, weights.new_ids, _mix(ctx))
     copy_single_piece(target, source, pair)
     return Initialized(target, provenance)

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from tokenswap.errors import TokenswapError
-from tokenswap.init.common import copy_single_piece, empty_target, piece_means
+from tokenswap.init.common import copy_single_piece, empty_target, mix_with_mean, piece_means
 from tokenswap.init.registry import InitContext, Initialized, register
 from tokenswap.vocab.pair import Provenance, TokenPair
 
@@ -253,6 +253,10 @@ def omp_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Initial
         new = torch.as_tensor(weights.new_ids, device=device)
         target[new] = torch.cat(rows)
         provenance[weights.new_ids] = Provenance.COMPOSED
+        mix = float(ctx.options.get("omp_mix", 0.0))
+        if not 0.0 <= mix <= 1.0:
+            raise TokenswapError(f"omp_mix must be between 0 and 1, got {mix}")
+        mix_with_mean(target, means, has_pieces, weights.new_ids, mix)
     copy_single_piece(target, source, pair)
     return Initialized(target, provenance)
 

@@ -39,6 +39,8 @@ class InitContext:
     # Input embeddings of a donor model that was trained with the target tokenizer, one row per
     # target id, (V_t, H_donor); None when there is no donor (see `tokenswap transfer --donor`).
     donor: torch.Tensor | None = None
+    source_corpus: list[str] | None = None  # text in the source model's language (WECHSEL)
+    dictionary: list[tuple[str, str]] | None = None  # bilingual single-word pairs (WECHSEL)
 
     def generator(self) -> torch.Generator:
         """A generator seeded per matrix, so input and output draws differ but repeat."""
@@ -65,8 +67,24 @@ class InitMethod:
     paper: str = ""
     url: str = ""
     aliases: tuple[str, ...] = ()
-    needs_corpus: bool = False
-    needs_donor: bool = False  # True: cannot run without --donor (else uses the corpus or not)
+    requires: tuple[str, ...] = ()  # inputs it cannot run without: keys of REQUIREMENTS
+
+    @property
+    def needs_corpus(self) -> bool:
+        return "corpus" in self.requires
+
+    @property
+    def needs_donor(self) -> bool:
+        return "donor" in self.requires
+
+
+# What a method may require, and the CLI flag that provides it.
+REQUIREMENTS = {
+    "corpus": "--corpus (target-language text)",
+    "donor": "--donor (a model trained with the target tokenizer)",
+    "source_corpus": "--source-corpus (text in the source model's language)",
+    "dictionary": "--dictionary (a bilingual dictionary, e.g. freedict:deu-eng)",
+}
 
 
 _METHODS: dict[str, InitMethod] = {}
@@ -74,15 +92,17 @@ _ALIASES: dict[str, str] = {}
 
 
 def register(name: str, *, summary: str, paper: str = "", url: str = "",
-             aliases: tuple[str, ...] = (), needs_corpus: bool = False,
-             needs_donor: bool = False) -> Callable[[InitFn], InitFn]:
+             aliases: tuple[str, ...] = (), requires: tuple[str, ...] = ()
+             ) -> Callable[[InitFn], InitFn]:
     """Decorator: record ``fn`` as the init method ``name``."""
+    unknown = set(requires) - set(REQUIREMENTS)
+    if unknown:
+        raise ValueError(f"init method {name!r}: unknown requirements {sorted(unknown)}")
 
     def wrap(fn: InitFn) -> InitFn:
         if name in _METHODS or name in _ALIASES:
             raise ValueError(f"init method {name!r} registered twice")
-        _METHODS[name] = InitMethod(name, fn, summary, paper, url, aliases, needs_corpus,
-                                    needs_donor)
+        _METHODS[name] = InitMethod(name, fn, summary, paper, url, aliases, tuple(requires))
         for alias in aliases:
             _ALIASES[alias] = name
         return fn
