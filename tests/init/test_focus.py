@@ -17,6 +17,7 @@ import tokenswap.init.focus  # noqa: F401  (registers "focus")
 from tokenswap.errors import TokenswapError
 from tokenswap.init import InitContext, get_method
 from tokenswap.init.auxiliary import auxiliary_embeddings, auxiliary_space
+from tokenswap.init.common import piece_means
 from tokenswap.init.focus import focus_weights, sparsemax, topk_sparsemax
 from tokenswap.vocab.pair import Provenance
 
@@ -105,7 +106,7 @@ def german_ctx(german_tokenizer, seed=0, **options) -> InitContext:
 
 @pytest.fixture(scope="module")
 def focus_result(pair, source_matrix, german_tokenizer):
-    ctx = german_ctx(german_tokenizer)
+    ctx = german_ctx(german_tokenizer, focus_mix=0.0)  # the paper's rows, no FVT blended in
     return get_method("focus").fn(source_matrix, pair, ctx), ctx
 
 
@@ -163,6 +164,20 @@ def test_focus_rows_finite_and_overlap_copied(focus_result, pair, source_matrix)
     np.testing.assert_array_equal(result.provenance[kept], pair.provenance[kept])
 
 
+def test_focus_mix_blends_the_fvt_row(focus_result, pair, source_matrix, german_tokenizer):
+    pure, ctx = focus_result
+    options = {k: v for k, v in ctx.options.items() if k != "focus_mix"}  # shares the weights
+    blended = get_method("focus").fn(source_matrix, pair, InitContext(
+        seed=0, corpus=ctx.corpus, target_tokenizer=german_tokenizer, options=options))
+    assert "_focus_weights" in options and len(options["_focus_weights"]) == 1  # cache reused
+    means, _ = piece_means(source_matrix, pair)
+    (weights,) = ctx.options["_focus_weights"].values()
+    new = weights.new_ids
+    torch.testing.assert_close(blended.matrix[new], 0.5 * pure.matrix[new] + 0.5 * means[new])
+    with pytest.raises(TokenswapError, match="focus_mix"):
+        get_method("focus").fn(source_matrix, pair, german_ctx(german_tokenizer, focus_mix=1.5))
+
+
 def test_focus_new_rows_are_convex_combinations_of_overlap(focus_result, pair, source_matrix,
                                                           german_tokenizer):
     result, ctx = focus_result
@@ -199,9 +214,11 @@ def test_focus_falls_back_to_mean_without_auxiliary_vector(focus_result, pair, s
 
 def test_focus_deterministic_given_seed(pair, source_matrix, german_tokenizer, focus_result):
     a = focus_result[0].matrix
-    b = get_method("focus").fn(source_matrix, pair, german_ctx(german_tokenizer)).matrix
+    ctx = german_ctx(german_tokenizer, focus_mix=0.0)
+    b = get_method("focus").fn(source_matrix, pair, ctx).matrix
     torch.testing.assert_close(a, b, rtol=0, atol=0)
-    c = get_method("focus").fn(source_matrix, pair, german_ctx(german_tokenizer, seed=5)).matrix
+    ctx = german_ctx(german_tokenizer, seed=5, focus_mix=0.0)
+    c = get_method("focus").fn(source_matrix, pair, ctx).matrix
     assert not torch.equal(a, c)
 
 

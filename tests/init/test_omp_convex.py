@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -130,6 +132,30 @@ def test_omp_without_donor_or_corpus_is_a_clear_error(pair, source_matrix):
         get_method("omp").fn(source_matrix, pair, InitContext())
 
 
+def test_omp_positive_and_norm_options(pair, source_matrix):
+    g = torch.Generator().manual_seed(8)
+    donor = torch.randn(len(pair), 12, generator=g)
+    composed = torch.as_tensor(pair.ids_with(Provenance.COMPOSED))
+    exact = pair.ids_with(Provenance.EXACT)
+    overlap = source_matrix[[pair.pieces[t][0] for t in exact]]
+
+    positive = get_method("omp").fn(source_matrix, pair, InitContext(
+        donor=donor, options={"k": 4, "omp_positive": True})).matrix
+    # non-negative weights summing to one: every row inside the bounding box of the shared rows
+    assert (positive[composed] >= overlap.min(0).values - 1e-5).all()
+    assert (positive[composed] <= overlap.max(0).values + 1e-5).all()
+
+    scaled = get_method("omp").fn(source_matrix, pair, InitContext(
+        donor=donor, options={"k": 4, "omp_norm": "mean"})).matrix
+    means, has_pieces = piece_means(source_matrix, pair)
+    rows = composed[has_pieces[composed]]
+    torch.testing.assert_close(scaled[rows].norm(dim=1), means[rows].norm(dim=1))
+
+    with pytest.raises(TokenswapError, match="omp_norm"):
+        get_method("omp").fn(source_matrix, pair, InitContext(
+            donor=donor, options={"omp_norm": "unit"}))
+
+
 # ----------------------------------------------------------------------------- convex
 
 
@@ -233,3 +259,33 @@ def test_transfer_end_to_end(method, use_donor, use_corpus, tiny_model_dir, germ
     assert emb.shape[0] >= len(german_tokenizer) and torch.isfinite(emb).all()
     assert result.stats.input["exact"] > 0
     assert (tmp_path / "m" / "config.json").exists()
+
+
+# ----------------------------------------------------------------------------- donor checkpoints
+
+
+def test_donor_with_padded_embedding_rows_is_trimmed(german_tokenizer, tmp_path):
+    # vocabularies rounded up to a multiple of 64: rows past the tokenizer are dropped
+    tiny_llama(len(german_tokenizer) + 40, seed=3).save_pretrained(tmp_path)
+    german_tokenizer.save_pretrained(tmp_path)
+    matrix = tokenswap.api.donor_embeddings(str(tmp_path), german_tokenizer)
+    assert matrix.shape == (len(german_tokenizer), 32)
+
+
+def test_donor_with_added_tokens_beyond_its_embeddings_is_a_clear_error(german_tokenizer,
+                                                                       tmp_path):
+    # a tokenizer with added tokens whose checkpoint was never resized (a crash in peers)
+    tok = copy.deepcopy(german_tokenizer)
+    tok.add_tokens(["<extra_1>", "<extra_2>"])
+    tiny_llama(len(german_tokenizer), seed=3).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    with pytest.raises(TokenswapError, match="tokenizer has .* tokens but the embedding matrix only"):
+        tokenswap.api.donor_embeddings(str(tmp_path), tok)
+
+
+def test_donor_of_another_tokenizer_is_a_clear_error(german_tokenizer, source_tokenizer,
+                                                     tmp_path):
+    tiny_llama(len(source_tokenizer), seed=3).save_pretrained(tmp_path)
+    source_tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(TokenswapError, match="not trained with the target tokenizer"):
+        tokenswap.api.donor_embeddings(str(tmp_path), german_tokenizer)
