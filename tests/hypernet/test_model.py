@@ -1,0 +1,154 @@
+"""The hypernet: step 0 equals FVT, heads per matrix, windowing, save/load and the base check."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_llama
+
+from tokenswap.errors import TokenswapError
+from tokenswap.hypernet.model import (
+    Hypernet,
+    HypernetConfig,
+    PieceInputs,
+    SourceEmbeddings,
+    embedding_hash,
+    load_hypernet,
+)
+from tokenswap.init import InitContext, get_method
+from tokenswap.vocab.pair import Provenance
+
+SMALL = dict(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_pieces=4)
+
+
+def untied_source(pair, bias: bool = False) -> SourceEmbeddings:
+    g = torch.Generator().manual_seed(1)
+    n = len(pair.source.token_bytes)
+    return SourceEmbeddings(torch.randn(n, 16, generator=g), torch.randn(n, 16, generator=g) + 2,
+                            torch.randn(n, generator=g) if bias else None)
+
+
+def test_untrained_hypernet_equals_mean_method(pair, source_matrix):
+    hn = Hypernet.for_source(SourceEmbeddings(source_matrix), **SMALL)
+    pred, stats = hn.predict(pair, SourceEmbeddings(source_matrix))
+    mean = get_method("mean").fn(source_matrix, pair, InitContext()).matrix
+    torch.testing.assert_close(pred.input, mean, rtol=0, atol=1e-6)
+    assert pred.output is None and pred.bias is None
+    assert stats.tokens == len(pair) and stats.empty == len(pair.ids_with(Provenance.FALLBACK))
+
+
+def test_untied_with_bias_has_three_heads_all_fvt_at_start(pair):
+    source = untied_source(pair, bias=True)
+    hn = Hypernet.for_source(source, **SMALL)
+    assert hn.output_head is not None and hn.bias_head is not None
+    pred, _ = hn.predict(pair, source)
+    for got, src in ((pred.input, source.input), (pred.output, source.output),
+                     (pred.bias.unsqueeze(1), source.bias.unsqueeze(1))):
+        mean = get_method("mean").fn(src, pair, InitContext()).matrix
+        torch.testing.assert_close(got, mean, rtol=0, atol=1e-5)
+    assert not torch.allclose(pred.input, pred.output)
+
+
+def test_trained_heads_change_predictions_and_gradients_reach_encoder(pair, source_matrix):
+    source = SourceEmbeddings(source_matrix)
+    hn = Hypernet.for_source(source, **SMALL)
+    inputs = PieceInputs.from_pair(pair, hn.config.max_pieces)
+    opt = torch.optim.SGD(hn.parameters(), lr=0.1)
+    for _ in range(2):  # the zero last layer gets a gradient first, then the encoder
+        opt.zero_grad()
+        hn(inputs, source).input.pow(2).mean().backward()
+        opt.step()
+    assert hn.encoder.layers[0].linear1.weight.grad.abs().sum() > 0
+    assert hn.empty.grad is not None  # the fallback tokens read the learned empty vector
+    pred, _ = hn.predict(pair, source)
+    mean = get_method("mean").fn(source_matrix, pair, InitContext()).matrix
+    assert (pred.input - mean).abs().max() > 1e-3
+
+
+def test_window_truncates_but_mean_uses_every_piece(pair, source_matrix):
+    inputs = PieceInputs.from_pair(pair, max_pieces=1)
+    lengths = torch.tensor([len(p) for p in pair.pieces])
+    assert inputs.stats.truncated == int((lengths > 1).sum()) > 0
+    assert inputs.window.shape == (len(pair), 1)
+    long_id = int(torch.nonzero(lengths > 1)[0])
+    assert inputs.window[long_id, 0] == pair.pieces[long_id][0]
+    hn = Hypernet.for_source(SourceEmbeddings(source_matrix), **{**SMALL, "max_pieces": 1})
+    pred, stats = hn.predict(pair, SourceEmbeddings(source_matrix))
+    expected = source_matrix[list(pair.pieces[long_id])].mean(0)
+    torch.testing.assert_close(pred.input[long_id], expected)
+    assert stats.truncated == inputs.stats.truncated
+
+
+def test_chunked_prediction_matches_one_pass(pair, source_matrix):
+    source = SourceEmbeddings(source_matrix)
+    hn = Hypernet.for_source(source, **SMALL)
+    torch.nn.init.normal_(hn.input_head[-1].weight, std=0.1)  # make the head non-trivial
+    whole, _ = hn.predict(pair, source, chunk=10_000)
+    parts, _ = hn.predict(pair, source, chunk=37)
+    torch.testing.assert_close(whole.input, parts.input, rtol=1e-5, atol=1e-5)
+
+
+def test_smollm2_sized_hypernet_is_small():
+    hn = Hypernet(HypernetConfig(hidden_size=576, tied=False, has_bias=False))
+    assert 1_000_000 < hn.num_parameters() < 5_000_000
+
+
+def test_save_load_round_trip(tmp_path, pair, source_matrix):
+    source = SourceEmbeddings(source_matrix)
+    hn = Hypernet.for_source(source, base_model="tiny", **SMALL)
+    torch.nn.init.normal_(hn.input_head[-1].weight, std=0.1)
+    hn.save(tmp_path / "hn")
+    back = load_hypernet(tmp_path / "hn", source, "tiny")
+    assert back.config == hn.config
+    torch.testing.assert_close(back.predict(pair, source)[0].input,
+                               hn.predict(pair, source)[0].input)
+
+
+def test_other_model_is_refused_with_one_line(tmp_path, source_tokenizer):
+    base = tiny_llama(len(source_tokenizer), seed=0)
+    other = tiny_llama(len(source_tokenizer), seed=5)
+    src = SourceEmbeddings(base.get_input_embeddings().weight.detach())
+    Hypernet.for_source(src, base_model="base-model", **SMALL).save(tmp_path / "hn")
+    with pytest.raises(TokenswapError) as err:
+        load_hypernet(tmp_path / "hn", SourceEmbeddings(other.get_input_embeddings().weight),
+                      "other-model")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert f"was trained for base-model (embeddings {src.hash()[:8]}), not for other-model" in msg
+
+
+def test_fine_tuned_copy_same_embeddings_passes_changed_needs_flag(tmp_path, source_tokenizer):
+    base = tiny_llama(len(source_tokenizer), seed=0)
+    src = SourceEmbeddings(base.get_input_embeddings().weight.detach())
+    Hypernet.for_source(src, base_model="base", **SMALL).save(tmp_path / "hn")
+    # Only the transformer body was fine-tuned: the embeddings hash the same.
+    tuned = tiny_llama(len(source_tokenizer), seed=0)
+    with torch.no_grad():
+        tuned.model.layers[0].mlp.up_proj.weight.add_(0.1)
+    load_hypernet(tmp_path / "hn", SourceEmbeddings(tuned.get_input_embeddings().weight), "ft")
+    # Embeddings fine-tuned too: refused unless the user says it is a copy of the base.
+    with torch.no_grad():
+        tuned.get_input_embeddings().weight.add_(1e-3)
+    changed = SourceEmbeddings(tuned.get_input_embeddings().weight.detach())
+    with pytest.raises(TokenswapError, match="allow-other-base"):
+        load_hypernet(tmp_path / "hn", changed, "ft")
+    load_hypernet(tmp_path / "hn", changed, "ft", allow_other_base=True)
+
+
+def test_shape_mismatch_is_an_error_even_with_flag(tmp_path, pair, source_matrix):
+    Hypernet.for_source(SourceEmbeddings(source_matrix), **SMALL).save(tmp_path / "hn")
+    with pytest.raises(TokenswapError, match="untied"):
+        load_hypernet(tmp_path / "hn", untied_source(pair), "x", allow_other_base=True)
+    with pytest.raises(TokenswapError, match="not found"):
+        load_hypernet(tmp_path / "missing", SourceEmbeddings(source_matrix), "x")
+
+
+def test_embedding_hash_sensitive_and_dtype_stable():
+    a = torch.randn(10, 4)
+    assert embedding_hash(a) == embedding_hash(a.clone())
+    b = a.clone()
+    b[3, 2] += 1e-6
+    assert embedding_hash(a) != embedding_hash(b)
+    assert embedding_hash(a) != embedding_hash(a, a)
+    half = a.bfloat16()
+    assert embedding_hash(half) == embedding_hash(half.float())
