@@ -193,6 +193,93 @@ def demo(
     print_report(report, title=f"SmolLM2-135M on held-out {domain} text ({heldout_bytes:,} bytes)")
 
 
+# --- tokenswap bytes: exact byte-level probabilities (src/tokenswap/bytes) -----------------
+bytes_app = typer.Typer(no_args_is_help=True, help=(
+    "Exact byte-level probabilities from tokenized models: score text, generate from a prompt"
+    " that ends anywhere (mid-token), ensemble models with different tokenizers."))
+app.add_typer(bytes_app, name="bytes")
+PruneOpt = Annotated[float | None, typer.Option(
+    help="Drop token paths below this fraction of the best path at the same byte (e.g. 1e-6);"
+         " off = exact sum over all tokenizations. The dropped mass is reported as a bound.")]
+MaxNodesOpt = Annotated[int, typer.Option(
+    help="Most token paths per byte position (kept best-first with --prune; error without).")]
+
+
+def _bytes_json_or(result: dict, as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    for line in lines:
+        console.print(line, highlight=False, markup=False)
+
+
+@bytes_app.command("score")
+def bytes_score(
+    text: Annotated[str, typer.Option(help="Text to score (UTF-8).")],
+    model: ModelOpt = "default",
+    end_of_text: Annotated[bool, typer.Option(help="Also score the end of the text.")] = False,
+    per_byte: Annotated[bool, typer.Option(help="Show the bits of every byte.")] = False,
+    prune: PruneOpt = None,
+    max_nodes: MaxNodesOpt = 4096,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    device: DeviceOpt = None,
+) -> None:
+    """Bits and bits per byte of TEXT, summed exactly over all its tokenizations."""
+    from tokenswap.bytes.api import score_text
+
+    result = score_text(model, text, end_of_text=end_of_text, device=device, prune=prune,
+                        max_nodes=max_nodes)
+    if not per_byte:
+        result.pop("per_byte")
+    lines = [f"{result['model']}: {result['bits']:.4f} bits over {result['bytes']} bytes = "
+             f"{result['bits_per_byte']:.4f} bits/byte ({result['forward_passes']} forward passes,"
+             f" {result['seconds']:.2f} s)"]
+    if result["dropped_mass"] > 0:
+        lines.append(f"pruned paths hold at most {result['dropped_mass']:.3g} probability")
+    if per_byte:
+        data = text.encode("utf-8")
+        for i, bits in enumerate(result["per_byte"]):
+            label = repr(data[i:i + 1]) if i < len(data) else "<end>"
+            lines.append(f"  {i:4d} {label:>8} {bits:8.4f}")
+    _bytes_json_or(result, as_json, lines)
+
+
+@bytes_app.command("generate")
+def bytes_generate(
+    prompt: Annotated[str, typer.Option(help="Prompt; may end mid-word or with a space.")],
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="Model(s); several form a byte-level ensemble.")] = None,
+    weight: Annotated[list[float] | None, typer.Option(
+        help="Ensemble weight per --model (default equal).")] = None,
+    combine: Annotated[str, typer.Option(
+        help="Ensemble rule: mixture (mean of probabilities) or product (of experts).")] = "mixture",
+    max_bytes: Annotated[int, typer.Option(help="Generate at most this many bytes.")] = 64,
+    stop: Annotated[str | None, typer.Option(help="Stop when the output contains this.")] = None,
+    greedy: Annotated[bool, typer.Option("--greedy/--sample", help="Argmax or sampling.")] = True,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    prune: PruneOpt = None,
+    max_nodes: MaxNodesOpt = 4096,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    device: DeviceOpt = None,
+) -> None:
+    """Generate bytes after PROMPT with exact next-byte distributions."""
+    from tokenswap.bytes.api import generate_text
+    from tokenswap.bytes.ensemble import get_combiner
+
+    get_combiner(combine)  # unknown names fail before any model loads
+    result = generate_text(model or ["default"], prompt, weights=weight, combine=combine,
+                           max_bytes=max_bytes, stop=stop, greedy=greedy,
+                           temperature=temperature, seed=seed, device=device, prune=prune,
+                           max_nodes=max_nodes)
+    passes = sum(m["forward_passes"] for m in result["members"])
+    _bytes_json_or(result, as_json, [
+        result["prompt"] + result["output"],
+        f"-- {result['bytes']} bytes, stopped by {result['stop_reason']}, {passes} forward passes,"
+        f" {result['seconds']:.2f} s"])
+# --- end of tokenswap bytes -------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
