@@ -21,6 +21,15 @@ from tokenswap.vocab.pair import Provenance
 SMALL = dict(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_pieces=4)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread is faster than two fighting over the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def untied_source(pair, bias: bool = False) -> SourceEmbeddings:
     g = torch.Generator().manual_seed(1)
     n = len(pair.source.token_bytes)

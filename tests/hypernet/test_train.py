@@ -1,0 +1,190 @@
+"""Hypernet training: the loss is the model's own, it learns, resumes exactly, runs under DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from conftest import ENGLISH, GERMAN, tiny_llama
+
+from tokenswap.errors import TokenswapError
+from tokenswap.hypernet.model import Hypernet, PieceInputs, Prediction, SourceEmbeddings
+from tokenswap.hypernet.train import (
+    FrozenLM,
+    aux_loss,
+    batch_for_step,
+    chunk_texts,
+    encode,
+    train_hypernet,
+)
+from tokenswap.io.models import ModelBundle
+from tokenswap.vocab.pair import build_pair
+
+TINY = dict(batch_size=4, seq_len=32, lr=3e-3, warmup_steps=2, log_every=1, progress=False,
+            sampler={"vocab_min": 300, "vocab_max": 400},
+            hypernet={"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64})
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread is faster than two fighting over the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def bundle(tokenizer, tied: bool = True) -> ModelBundle:
+    return ModelBundle(tiny_llama(len(tokenizer), tied=tied, seed=0 if tied else 1), tokenizer,
+                       "tiny-llama" if tied else "tiny-llama-untied")
+
+
+def log(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_identity_pair_step0_loss_is_the_models_own_loss(source_tokenizer, tied):
+    b = bundle(source_tokenizer, tied)
+    source = SourceEmbeddings.from_bundle(b)
+    pair = build_pair(source_tokenizer, source_tokenizer)
+    hn = Hypernet.for_source(source, **TINY["hypernet"])
+    pred = hn(PieceInputs.from_pair(pair, 8), source)
+    ids, mask = encode(source_tokenizer, ENGLISH[:3], 24, "cpu")
+    nats, count = FrozenLM(b.model).loss_sum(pred, ids, mask)
+    labels = ids.masked_fill(mask == 0, -100)
+    with torch.no_grad():
+        expected = b.model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    assert count == int(mask[:, 1:].sum())
+    torch.testing.assert_close(nats / count, expected, rtol=1e-4, atol=1e-4)
+    assert float(aux_loss(pred, pair, torch.device("cpu"), source).detach()) < 1e-10
+    assert all(not p.requires_grad for p in b.model.parameters())
+
+
+def test_aux_loss_is_scale_free_and_positive_off_source():
+    from tokenswap.vocab.pair import Provenance, TokenPair
+
+    source = torch.randn(5, 4)
+    pair = TokenPair(None, None, [(0,), (1,), (2, 3)],
+                     torch.tensor([1, 1, 2]).numpy().astype("int8"))
+    assert list(pair.ids_with(Provenance.EXACT)) == [0, 1]
+    pred = Prediction(source[[0, 1, 2]] + 1.0)
+    small = aux_loss(pred, pair, torch.device("cpu"), SourceEmbeddings(source))
+    scaled = aux_loss(Prediction(10 * pred.input), pair, torch.device("cpu"),
+                      SourceEmbeddings(10 * source))
+    assert float(small) > 0
+    torch.testing.assert_close(small, scaled)
+
+
+def test_batches_are_deterministic_and_cover_the_data():
+    chunks = chunk_texts(["word " * 200, "short text"], seq_len=8)
+    assert all(len(c) <= 48 for c in chunks) and "short text" in chunks
+    seen = [t for s in range(len(chunks)) for t in batch_for_step(chunks, s, 1, seed=3)]
+    assert sorted(seen) == sorted(chunks)  # one epoch is a permutation
+    assert batch_for_step(chunks, 5, 2, seed=3) == batch_for_step(chunks, 5, 2, seed=3)
+    assert batch_for_step(chunks, 0, 4, seed=3) != batch_for_step(chunks, 0, 4, seed=4)
+
+
+def test_training_lowers_held_out_loss_and_logs(tmp_path, source_tokenizer):
+    result = train_hypernet(bundle(source_tokenizer), GERMAN * 2, tmp_path / "hn",
+                            eval_texts=GERMAN[:8], steps=12, eval_every=6, identity_steps=2,
+                            checkpoint_every=100, **TINY)
+    assert result.step == 12
+    records = log(tmp_path / "hn")
+    evals = [r for r in records if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [0, 6, 12]
+    assert evals[-1]["eval_loss"] < evals[0]["eval_loss"] - 0.05
+    train = [r for r in records if "loss" in r]
+    assert len(train) == 12 and all(r["loss"] == r["loss"] for r in train)
+    assert train[0]["vocab"] == len(source_tokenizer.get_vocab())  # identity stage
+    assert train[2]["vocab"] != train[0]["vocab"]
+    back = Hypernet.load(tmp_path / "hn")
+    assert back.config.base_model == "tiny-llama"
+    torch.testing.assert_close(back.state_dict(), result.hypernet.state_dict())
+    assert (tmp_path / "hn" / "checkpoint" / "state.pt").is_file()
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_resume_gives_the_same_weights_as_one_run(tmp_path, source_tokenizer, tied):
+    opts = dict(TINY, steps=6, identity_steps=1, checkpoint_every=2, seed=5)
+    straight = train_hypernet(bundle(source_tokenizer, tied), ENGLISH, tmp_path / "a", **opts)
+    first = train_hypernet(bundle(source_tokenizer, tied), ENGLISH, tmp_path / "b",
+                           stop_after=3, **opts)
+    assert first.step == 3
+    state = json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 3 and state["data_position"] == 12
+    resumed = train_hypernet(bundle(source_tokenizer, tied), ENGLISH, tmp_path / "b", **opts)
+    assert resumed.step == 6
+    torch.testing.assert_close(resumed.hypernet.state_dict(), straight.hypernet.state_dict(),
+                               rtol=0, atol=0)
+    losses = {r["step"]: r["loss"] for r in log(tmp_path / "a") if "loss" in r}
+    assert losses[6] == pytest.approx(resumed.loss)
+    # Something was learned: the weights moved off the FVT start.
+    assert straight.hypernet.input_head[-1].weight.abs().max() > 0
+    if not tied:
+        assert straight.hypernet.output_head[-1].weight.abs().max() > 0
+
+
+def test_existing_output_needs_resume_and_empty_is_fine(tmp_path, source_tokenizer):
+    (tmp_path / "empty").mkdir()
+    train_hypernet(bundle(source_tokenizer), ENGLISH, tmp_path / "empty", steps=1, **TINY)
+    with pytest.raises(TokenswapError, match="already exists; pass --resume"):
+        train_hypernet(bundle(source_tokenizer), ENGLISH, tmp_path / "empty", steps=2,
+                       resume=False, **TINY)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    with pytest.raises(TokenswapError, match="no checkpoint"):
+        train_hypernet(bundle(source_tokenizer), ENGLISH, tmp_path / "other", steps=1, **TINY)
+    with pytest.raises(TokenswapError, match="--steps or --minutes"):
+        train_hypernet(bundle(source_tokenizer), ENGLISH, tmp_path / "x", **TINY)
+    with pytest.raises(TokenswapError, match="unknown hypernet training options"):
+        train_hypernet(bundle(source_tokenizer), ENGLISH, tmp_path / "x", steps=1, stepz=3,
+                       **TINY)
+
+
+def test_time_budget_stops(tmp_path, source_tokenizer):
+    result = train_hypernet(bundle(source_tokenizer), ENGLISH, tmp_path / "hn", minutes=1e-9,
+                            **TINY)
+    assert result.step == 0 and (tmp_path / "hn" / "hypernet.safetensors").is_file()
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from tokenswap.io.models import load_model
+    from tokenswap.hypernet.train import train_hypernet
+    model_dir, out, texts = sys.argv[1], sys.argv[2], json.loads(open(sys.argv[3]).read())
+    opts = json.loads(sys.argv[4])
+    train_hypernet(load_model(model_dir), texts, out, **opts)
+""")
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one_process(tmp_path, tiny_model_dir):
+    script = tmp_path / "train.py"
+    script.write_text(DDP_SCRIPT)
+    texts = tmp_path / "texts.json"
+    texts.write_text(json.dumps(GERMAN + ENGLISH))
+    opts = json.dumps(dict(TINY, steps=3, identity_steps=1, aux_weight=0.5, seed=2))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = "1"
+    single = subprocess.run([sys.executable, str(script), str(tiny_model_dir),
+                             str(tmp_path / "one"), str(texts), opts],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node", "2", str(script), str(tiny_model_dir),
+                          str(tmp_path / "two"), str(texts), opts],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one = [r["loss"] for r in log(tmp_path / "one") if "loss" in r]
+    two = [r["loss"] for r in log(tmp_path / "two") if "loss" in r]
+    assert len(one) == len(two) == 3
+    assert one == pytest.approx(two, rel=1e-4, abs=1e-4)
+    a, b = Hypernet.load(tmp_path / "one"), Hypernet.load(tmp_path / "two")
+    torch.testing.assert_close(a.state_dict(), b.state_dict(), rtol=1e-3, atol=1e-4)
