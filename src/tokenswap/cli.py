@@ -21,6 +21,9 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
                   help="Give any pretrained language model a new tokenizer.")
 tokenizer_app = typer.Typer(no_args_is_help=True, help="Train target tokenizers.")
 app.add_typer(tokenizer_app, name="tokenizer")
+hypernet_app = typer.Typer(no_args_is_help=True,
+                           help="Zero-shot tokenizer transfer hypernets (arXiv 2405.07883).")
+app.add_typer(hypernet_app, name="hypernet")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -72,6 +75,10 @@ def transfer(
         help="Keep the source vocabulary and append the target's new tokens.")] = False,
     max_new_tokens: Annotated[int | None, typer.Option(
         help="With --extend: append at most this many tokens (most frequent first).")] = None,
+    hypernet: Annotated[str | None, typer.Option(
+        help="Trained hypernet directory for --method hypernet (`tokenswap hypernet train`).")] = None,
+    allow_other_base: Annotated[bool, typer.Option(
+        help="Apply --hypernet to a fine-tuned copy of the model it was trained for.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
     device: DeviceOpt = None,
@@ -85,7 +92,8 @@ def transfer(
                               corpus=corpus, donor=donor, extend=extend,
                               max_new_tokens=max_new_tokens, seed=seed,
                               device=device, source_corpus=source_corpus, dictionary=dictionary,
-                              options=parse_options(option or []))
+                              options=parse_options(option or []), hypernet=hypernet,
+                              allow_other_base=allow_other_base)
     s = result.stats
     console.print(f"{s.method}: {s.source_vocab:,} -> {s.target_vocab:,} tokens in {s.seconds:.1f} s")
     console.print(f"  input:  {describe({**s.input, 'total': s.target_vocab})}")
@@ -176,6 +184,75 @@ def tokenizer_train(
     console.print(f"trained {kind} tokenizer with {len(tok):,} tokens -> {out}")
 
 
+@hypernet_app.command("train")
+def hypernet_train(
+    corpus: Annotated[list[str], typer.Option(help="Training text: files, dirs, globs, hf:name.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output hypernet directory.")],
+    model: ModelOpt = "default",
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps (schedule length).")] = None,
+    minutes: Annotated[float | None, typer.Option(help="Wall-clock budget for this run.")] = None,
+    eval_corpus: Annotated[list[str] | None, typer.Option(
+        help="Held-out text scored with a fixed sampled tokenizer (log.jsonl).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Texts per step (over all ranks).")] = 8,
+    seq_len: Annotated[int, typer.Option(help="Tokens per text.")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-4,
+    identity_steps: Annotated[int, typer.Option(
+        help="First steps train on the source tokenizer itself.")] = 0,
+    vocab_min: Annotated[int, typer.Option(help="Smallest sampled vocabulary.")] = 8192,
+    vocab_max: Annotated[int, typer.Option(help="Largest sampled vocabulary.")] = 32768,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
+    eval_every: Annotated[int, typer.Option(help="Steps between evaluations.")] = 100,
+    max_bytes: Annotated[int | None, typer.Option(help="Read at most this much text.")] = None,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-O", help="More options KEY=VALUE: training (aux_weight, warmup_steps, ...), "
+                               "hypernet shape (d_model, n_layers, max_pieces, ...) or sampler "
+                               "(noise_std, max_chars, ...).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    resume: Annotated[bool, typer.Option(
+        help="Continue from --out's checkpoint when there is one.")] = True,
+    device: DeviceOpt = None,
+) -> None:
+    """Train a hypernet that predicts embeddings for any tokenizer (torchrun for several ranks)."""
+    from dataclasses import fields
+
+    from tokenswap import api
+    from tokenswap.hypernet.model import HypernetConfig
+    from tokenswap.hypernet.sampler import SamplerConfig
+    from tokenswap.hypernet.train import TrainConfig
+
+    train_keys = {f.name for f in fields(TrainConfig)} - {"sampler", "hypernet"}
+    net_keys = {f.name for f in fields(HypernetConfig)} - {
+        "hidden_size", "tied", "has_bias", "base_model", "base_hash"}
+    sampler_keys = {f.name for f in fields(SamplerConfig)}
+    train_opts: dict = {}
+    net: dict = {}
+    sampler: dict = {"vocab_min": vocab_min, "vocab_max": vocab_max}
+    for key, value in parse_options(option or []).items():
+        if key in net_keys:
+            net[key] = value
+        elif key in sampler_keys:
+            sampler[key] = value
+        elif key in train_keys:
+            train_opts[key] = value
+        else:
+            from tokenswap.errors import did_you_mean
+
+            known = sorted(train_keys | net_keys | sampler_keys)
+            raise TokenswapError(f"unknown hypernet option {key!r}{did_you_mean(key, known)}")
+    result = api.hypernet_train(
+        model, corpus, out, eval_corpus=eval_corpus, max_bytes=max_bytes, device=device,
+        resume=resume, steps=steps, minutes=minutes, batch_size=batch_size, seq_len=seq_len,
+        lr=lr, identity_steps=identity_steps, checkpoint_every=checkpoint_every,
+        eval_every=eval_every, seed=seed, sampler=sampler, hypernet=net, **train_opts)
+    import os
+
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        loss = "n/a" if result.loss is None else f"{result.loss:.4f}"
+        console.print(f"hypernet ({result.hypernet.num_parameters():,} parameters): "
+                      f"{result.step} steps, last loss {loss}, {result.seconds:.0f} s "
+                      f"-> {result.out}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Working directory for the demo's outputs.")] = Path(
@@ -198,11 +275,12 @@ bytes_app = typer.Typer(no_args_is_help=True, help=(
     "Exact byte-level probabilities from tokenized models: score text, generate from a prompt"
     " that ends anywhere (mid-token), ensemble models with different tokenizers."))
 app.add_typer(bytes_app, name="bytes")
-PruneOpt = Annotated[float | None, typer.Option(
-    help="Drop token paths below this fraction of the best path at the same byte (e.g. 1e-6);"
-         " off = exact sum over all tokenizations. The dropped mass is reported as a bound.")]
+PruneOpt = Annotated[float, typer.Option(
+    help="Drop token paths below this fraction of the best path reaching the same byte; 0 = exact"
+         " sum over all tokenizations (errors past --max-nodes). The dropped probability is"
+         " reported: it bounds the error.")]
 MaxNodesOpt = Annotated[int, typer.Option(
-    help="Most token paths per byte position (kept best-first with --prune; error without).")]
+    help="Most token paths kept per byte position (best first).")]
 
 
 def _bytes_json_or(result: dict, as_json: bool, lines: list[str]) -> None:
@@ -219,16 +297,16 @@ def bytes_score(
     model: ModelOpt = "default",
     end_of_text: Annotated[bool, typer.Option(help="Also score the end of the text.")] = False,
     per_byte: Annotated[bool, typer.Option(help="Show the bits of every byte.")] = False,
-    prune: PruneOpt = None,
-    max_nodes: MaxNodesOpt = 4096,
+    prune: PruneOpt = 1e-6,
+    max_nodes: MaxNodesOpt = 64,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: DeviceOpt = None,
 ) -> None:
     """Bits and bits per byte of TEXT, summed exactly over all its tokenizations."""
     from tokenswap.bytes.api import score_text
 
-    result = score_text(model, text, end_of_text=end_of_text, device=device, prune=prune,
-                        max_nodes=max_nodes)
+    result = score_text(model, text, end_of_text=end_of_text, device=device,
+                        prune=prune or None, max_nodes=max_nodes)
     if not per_byte:
         result.pop("per_byte")
     lines = [f"{result['model']}: {result['bits']:.4f} bits over {result['bytes']} bytes = "
@@ -258,8 +336,8 @@ def bytes_generate(
     greedy: Annotated[bool, typer.Option("--greedy/--sample", help="Argmax or sampling.")] = True,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    prune: PruneOpt = None,
-    max_nodes: MaxNodesOpt = 4096,
+    prune: PruneOpt = 1e-6,
+    max_nodes: MaxNodesOpt = 64,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: DeviceOpt = None,
 ) -> None:
@@ -270,8 +348,8 @@ def bytes_generate(
     get_combiner(combine)  # unknown names fail before any model loads
     result = generate_text(model or ["default"], prompt, weights=weight, combine=combine,
                            max_bytes=max_bytes, stop=stop, greedy=greedy,
-                           temperature=temperature, seed=seed, device=device, prune=prune,
-                           max_nodes=max_nodes)
+                           temperature=temperature, seed=seed, device=device,
+                           prune=prune or None, max_nodes=max_nodes)
     passes = sum(m["forward_passes"] for m in result["members"])
     _bytes_json_or(result, as_json, [
         result["prompt"] + result["output"],

@@ -34,7 +34,7 @@ def sp_dir(tmp_path_factory, sp_model, sp_tokenizer):
 
 def test_score_json_matches_bytelm(bl_dir):
     result = runner.invoke(app, ["bytes", "score", "--model", str(bl_dir), "--text", "abc a",
-                                 "--json", "--per-byte"])
+                                 "--json", "--per-byte", "--prune", "0", "--max-nodes", "4096"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     bundle = load_model(str(bl_dir))
@@ -86,3 +86,16 @@ def test_generate_errors_are_one_line_exit_2(bl_dir, capsys, args, expected):
 def test_missing_model_is_exit_2(capsys):
     assert main(["bytes", "score", "--model", "/no/such/model", "--text", "a"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_pruned_score_reports_its_bound(bl_dir):
+    result = runner.invoke(app, ["bytes", "score", "--model", str(bl_dir), "--text", "abcabcab",
+                                 "--prune", "0.05", "--max-nodes", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert 0 < report["dropped_mass"] < 1
+    exact = runner.invoke(app, ["bytes", "score", "--model", str(bl_dir), "--text", "abcabcab",
+                                "--prune", "0", "--max-nodes", "4096", "--json"])
+    p_exact = 2 ** -json.loads(exact.stdout)["bits"]
+    p_pruned = 2 ** -report["bits"]
+    assert p_pruned <= p_exact * (1 + 1e-6) and p_exact <= p_pruned + report["dropped_mass"]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tokenswap.bytes import END, ByteLM
+from tokenswap.bytes.ensemble import ByteEnsemble
 from tokenswap.bytes.generate import generate, score
 from tokenswap.errors import TokenswapError
 
@@ -79,6 +80,8 @@ def test_score_is_minus_log2_prefix_probability(lm):
     assert with_end.bits == pytest.approx(-lm.logprob(text, end_of_text=True) / math.log(2),
                                           abs=1e-9)
     assert with_end.bits_per_byte == with_end.bits / 6
+    chain = score(ByteEnsemble([lm]), text, end_of_text=True)  # no prefix_logprob: chain rule
+    assert chain.per_byte == pytest.approx(with_end.per_byte, abs=1e-9)
 
 
 def test_bad_arguments_are_errors(lm):

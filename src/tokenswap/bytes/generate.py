@@ -11,8 +11,11 @@ when the output contains a stop string (the stop string is cut off). Output is b
 :attr:`Generation.text` view decodes it with ``errors="replace"`` for display only.
 
 Scoring: :func:`score` is the chain rule over bytes, ``bits = -sum_k log2 P(byte_k | bytes <
-k)`` (plus the end-of-text byte when asked), so for a single :class:`ByteLM` it equals
-``-log2 P(output starts with text)``.
+k)`` (plus the end-of-text byte when asked). For a single :class:`ByteLM` it is computed as
+differences of ``log P(output starts with text[:k])``, which telescope to
+``-log2 P(output starts with text)``: equal to the chain rule when nothing is pruned, and with
+pruning a certified lower bound on the probability (upper bound on the bits), which the
+renormalised per-byte distributions would not be.
 """
 
 from __future__ import annotations
@@ -123,10 +126,19 @@ def score(model: NextByteModel, text: bytes | str, *, end_of_text: bool = False)
     """Bits of ``text`` by the chain rule over bytes (``bytes`` counts the text only)."""
     data = _as_bytes(text)
     bits = []
-    for k in range(len(data) + end_of_text):
-        target = data[k] if k < len(data) else END
-        logprob = float(model.next_byte_logprobs(data[:k])[target])
-        bits.append(-logprob / LOG2)
+    if hasattr(model, "prefix_logprob"):  # a ByteLM: differences of log P(prefix)
+        prev = 0.0
+        for k in range(1, len(data) + 1):
+            cur = model.prefix_logprob(data[:k])
+            bits.append((prev - cur) / LOG2)
+            prev = cur
+        if end_of_text:
+            bits.append((prev - model.logprob(data, end_of_text=True)) / LOG2)
+    else:
+        for k in range(len(data) + end_of_text):
+            target = data[k] if k < len(data) else END
+            logprob = float(model.next_byte_logprobs(data[:k])[target])
+            bits.append(-logprob / LOG2)
     return ByteScore(bytes=len(data), bits=sum(bits), per_byte=bits, end_of_text=end_of_text)
 
 
