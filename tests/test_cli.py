@@ -85,3 +85,43 @@ def test_expected_errors_are_one_line_exit_2(args, expected, tmp_path, tiny_mode
     assert expected in proc.stderr
     assert len(proc.stderr.strip().splitlines()) <= 3  # one logical line, maybe wrapped
     assert not (tmp_path / "o").exists()
+
+
+def test_hypernet_train_then_transfer(tmp_path, tiny_model_dir, german_tokenizer, capsys):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: one thread beats two fighting over the cores
+    try:
+        corpus = tmp_path / "de.txt"
+        corpus.write_text("\n\n".join(["Der schnelle braune Fuchs springt über den faulen Hund."
+                                       " Die Straße ist nass."] * 20))
+        hn = tmp_path / "hn"
+        train = ["hypernet", "train", "--model", str(tiny_model_dir), "--corpus", str(corpus),
+                 "--steps", "2", "--out", str(hn), "--batch-size", "2", "--seq-len", "16",
+                 "--vocab-min", "300", "--vocab-max", "350", "-O", "d_model=32", "-O",
+                 "n_layers=1", "-O", "n_heads=2", "-O", "d_ff=64", "-O", "warmup_steps=1",
+                 "-O", "noise_std=0.5"]
+        assert main(train) == 0
+        assert "2 steps" in capsys.readouterr().out
+        assert (hn / "hypernet.safetensors").is_file() and (hn / "log.jsonl").is_file()
+        assert main([*train, "--no-resume"]) == 2
+        assert "already exists; pass --resume" in capsys.readouterr().err
+        assert main([*train, "-O", "d_modle=3"]) == 2
+        assert "did you mean 'd_model'" in capsys.readouterr().err
+
+        tok = tmp_path / "tok"
+        german_tokenizer.save_pretrained(tok)
+        out = tmp_path / "model"
+        assert main(["transfer", "--model", str(tiny_model_dir), "--tokenizer", str(tok),
+                     "--method", "hypernet", "--hypernet", str(hn), "--out", str(out)]) == 0
+        assert json.loads((out / "tokenswap.json").read_text())["method"] == "hypernet"
+        assert main(["transfer", "--model", str(tiny_model_dir), "--tokenizer", str(tok),
+                     "--method", "hypernet", "--out", str(tmp_path / "o2")]) == 2
+        assert "needs --hypernet" in capsys.readouterr().err
+        assert main(["transfer", "--model", str(out), "--tokenizer", str(tok), "--method",
+                     "hypernet", "--hypernet", str(hn), "--out", str(tmp_path / "o3")]) == 2
+        err = capsys.readouterr().err
+        assert "was trained for" in err and "allow-other-base" in err
+    finally:
+        torch.set_num_threads(threads)

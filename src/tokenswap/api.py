@@ -107,6 +107,8 @@ def transfer(
     options: dict | None = None,
     source_corpus: str | Sequence[str] | None = None,
     dictionary: str | os.PathLike | Sequence[tuple[str, str]] | None = None,
+    hypernet: str | os.PathLike | object | None = None,
+    allow_other_base: bool = False,
 ) -> TransferResult:
     """Give ``model`` the vocabulary of ``tokenizer``, initialised by ``method``.
 
@@ -122,6 +124,9 @@ def transfer(
     ``source_corpus`` (text in the source model's language) and ``dictionary`` (a
     :func:`~tokenswap.io.dictionary.read_dictionary` spec or a list of word pairs) feed the
     methods that require them (``InitMethod.requires``); ``options`` holds method options.
+    ``hypernet`` is a trained hypernet directory (or a loaded ``Hypernet``) for the
+    ``hypernet`` method; it must have been trained for this model's embeddings unless
+    ``allow_other_base`` says the model is a fine-tuned copy of its base.
     """
     if tokenizer is None:
         raise TokenswapError("transfer needs a target tokenizer (--tokenizer)")
@@ -129,7 +134,7 @@ def transfer(
     if out is not None:
         check_output_dir(out, overwrite=overwrite)
     given = {"corpus": corpus, "donor": donor, "source_corpus": source_corpus,
-             "dictionary": dictionary}
+             "dictionary": dictionary, "hypernet": hypernet}
     missing = [REQUIREMENTS[r] for r in init.requires if not given[r]]
     if missing:
         raise TokenswapError(f"method {init.name!r} needs " + " and ".join(missing))
@@ -155,6 +160,9 @@ def transfer(
     source_in = bundle.input_embeddings().detach()
     source_out = bundle.output_embeddings()
     source_bias = bundle.output_bias()
+    sources = {"input": source_in, "output": source_out, "bias": source_bias}
+    hypernet_model = bind_hypernet(hypernet, bundle, allow_other_base=allow_other_base,
+                                   device=device) if hypernet is not None else None
 
     shared = dict(options or {})  # one dict per transfer: methods cache aux models in it
 
@@ -163,7 +171,8 @@ def transfer(
                           options=shared, source_tokenizer=bundle.tokenizer,
                           target_tokenizer=target_tok, donor=donor_matrix,
                           source_corpus=source_texts,
-                          dictionary=list(dictionary) if dictionary is not None else None)
+                          dictionary=list(dictionary) if dictionary is not None else None,
+                          hypernet=hypernet_model, sources=sources)
         result = init.fn(matrix.detach().float(), pair, ctx)
         assert_filled(result.matrix, f"{init.name} {which} embeddings")
         return result
@@ -188,8 +197,51 @@ def transfer(
     )
     saved = save_model(bundle, out, overwrite=overwrite, provenance={
         "tokenswap": __version__, "source_model": bundle.spec, "method": init.name,
-        "seed": seed, "extend": extend, "stats": stats.to_dict()}) if out is not None else None
+        "seed": seed, "extend": extend, "stats": stats.to_dict(),
+        **({"hypernet": str(getattr(hypernet_model, "path", "in memory"))}
+           if hypernet_model is not None else {})}) if out is not None else None
     return TransferResult(bundle=bundle, stats=stats, out=saved)
+
+
+def bind_hypernet(hypernet, bundle: ModelBundle, *, allow_other_base: bool = False,
+                  device: str | torch.device | None = None):
+    """Load a hypernet (path) or take a loaded one, and check it was trained for ``bundle``."""
+    from tokenswap.hypernet.model import Hypernet, SourceEmbeddings, load_hypernet
+
+    source = SourceEmbeddings.from_bundle(bundle)
+    if isinstance(hypernet, Hypernet):
+        hypernet.check_base(source, bundle.name, allow_other_base=allow_other_base)
+        return hypernet
+    return load_hypernet(hypernet, source, bundle.name, allow_other_base=allow_other_base,
+                         device=device)
+
+
+def hypernet_train(
+    model: ModelLike,
+    corpus: str | Sequence[str] | Sequence[Document],
+    out: str | os.PathLike,
+    *,
+    eval_corpus: str | Sequence[str] | Sequence[Document] | None = None,
+    max_bytes: int | None = None,
+    device: str | torch.device | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    **options,
+):
+    """Train a zero-shot tokenizer-transfer hypernet for ``model`` on ``corpus`` into ``out``.
+
+    ``options`` are :class:`tokenswap.hypernet.train.TrainConfig` fields (``steps``,
+    ``minutes``, ``batch_size``, ...). Returns a :class:`~tokenswap.hypernet.train.TrainResult`.
+    """
+    from tokenswap.hypernet.train import train_hypernet
+
+    texts = corpus_texts(corpus, max_bytes=max_bytes)
+    if not texts:
+        raise TokenswapError("no text to train the hypernet on; pass --corpus")
+    eval_texts = corpus_texts(eval_corpus) if eval_corpus is not None else None
+    bundle = as_bundle(model, device=device)
+    return train_hypernet(bundle, texts, out, eval_texts=eval_texts, device=device,
+                          resume=resume, progress=progress, **options)
 
 
 def available_memory() -> int:

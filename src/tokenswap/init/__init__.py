@@ -7,6 +7,7 @@ from tokenswap.init import (  # noqa: F401  (registers the built-in methods)
     baselines,
     convex,
     focus,
+    hypernet,
     mean,
     multivariate,
     omp,

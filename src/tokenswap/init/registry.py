@@ -41,6 +41,10 @@ class InitContext:
     donor: torch.Tensor | None = None
     source_corpus: list[str] | None = None  # text in the source model's language (WECHSEL)
     dictionary: list[tuple[str, str]] | None = None  # bilingual single-word pairs (WECHSEL)
+    hypernet: object | None = None  # a loaded tokenswap.hypernet.Hypernet (method `hypernet`)
+    # Every source matrix by name ("input", "output", "bias": None when absent), for methods
+    # that predict all matrices of a model in one pass (hypernet).
+    sources: dict[str, torch.Tensor | None] | None = None
 
     def generator(self) -> torch.Generator:
         """A generator seeded per matrix, so input and output draws differ but repeat."""
@@ -84,6 +88,7 @@ REQUIREMENTS = {
     "donor": "--donor (a model trained with the target tokenizer)",
     "source_corpus": "--source-corpus (text in the source model's language)",
     "dictionary": "--dictionary (a bilingual dictionary, e.g. freedict:deu-eng)",
+    "hypernet": "--hypernet (a trained hypernet directory, see `tokenswap hypernet train`)",
 }
 
 

@@ -1,0 +1,92 @@
+"""The ``hypernet`` init method and its hooks in api.transfer (src/tokenswap/init/hypernet.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import GERMAN, tiny_llama
+
+from tokenswap import api
+from tokenswap.errors import TokenswapError
+from tokenswap.hypernet.model import Hypernet, SourceEmbeddings
+from tokenswap.init import InitContext, get_method
+from tokenswap.io.models import ModelBundle, load_model
+from tokenswap.vocab.pair import Provenance
+
+SMALL = dict(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_pieces=4)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread is faster than two fighting over the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_registered_with_requirement():
+    method = get_method("hypernet")
+    assert method.requires == ("hypernet",) and "2405.07883" in method.url
+
+
+def test_untrained_equals_mean_specials_copied_provenance(pair, source_matrix):
+    hn = Hypernet.for_source(SourceEmbeddings(source_matrix), **SMALL)
+    result = get_method("hypernet").fn(source_matrix, pair, InitContext(hypernet=hn))
+    mean = get_method("mean").fn(source_matrix, pair, InitContext())
+    torch.testing.assert_close(result.matrix, mean.matrix, rtol=0, atol=1e-6)
+    special = pair.ids_with(Provenance.SPECIAL)
+    assert len(special) and (result.provenance[special] == Provenance.SPECIAL).all()
+    exact = pair.ids_with(Provenance.EXACT)
+    assert (result.provenance[exact] == Provenance.COMPOSED).all()
+
+
+def test_predicts_once_per_pair_and_serves_every_matrix(pair, monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    n = len(pair.source.token_bytes)
+    src = {"input": torch.randn(n, 16, generator=g), "output": torch.randn(n, 16, generator=g),
+           "bias": torch.randn(n, generator=g)}
+    hn = Hypernet.for_source(SourceEmbeddings(**src), **SMALL)
+    for head in (hn.input_head, hn.output_head, hn.bias_head):
+        torch.nn.init.normal_(head[-1].weight, std=0.5)
+    calls = []
+    real = hn.predict
+    monkeypatch.setattr(hn, "predict", lambda *a, **k: calls.append(1) or real(*a, **k))
+    options: dict = {}
+    got = {}
+    for which, matrix in (("input", src["input"]), ("output", src["output"]),
+                          ("bias", src["bias"].reshape(-1, 1))):
+        ctx = InitContext(matrix=which, hypernet=hn, sources=src, options=options)
+        got[which] = get_method("hypernet").fn(matrix, pair, ctx).matrix
+    assert len(calls) == 1
+    assert got["bias"].shape == (len(pair), 1)
+    assert not torch.allclose(got["input"], got["output"])
+    special = int(pair.ids_with(Provenance.SPECIAL)[0])
+    torch.testing.assert_close(got["bias"][special, 0], src["bias"][pair.pieces[special][0]])
+    composed = int(pair.ids_with(Provenance.COMPOSED)[0])
+    fvt = src["output"][list(pair.pieces[composed])].mean(0)
+    assert (got["output"][composed] - fvt).abs().max() > 1e-3  # the trained head is used
+
+
+def test_transfer_with_hypernet_and_base_check(tmp_path, source_tokenizer, german_tokenizer):
+    base = ModelBundle(tiny_llama(len(source_tokenizer), tied=False, seed=1), source_tokenizer,
+                       "tiny-base")
+    hn = Hypernet.for_source(SourceEmbeddings.from_bundle(base), base_model="tiny-base", **SMALL)
+    torch.nn.init.normal_(hn.input_head[-1].weight, std=0.01)
+    hn.save(tmp_path / "hn")
+    result = api.transfer(base, german_tokenizer, method="hypernet", hypernet=tmp_path / "hn",
+                          out=tmp_path / "model")
+    assert result.stats.output is not None and result.stats.input["composed"] > 0
+    saved = load_model(tmp_path / "model")
+    ids = german_tokenizer(GERMAN[0], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.isfinite(saved.model(ids).logits).all()
+
+    other = ModelBundle(tiny_llama(len(source_tokenizer), tied=False, seed=4), source_tokenizer,
+                        "tiny-finetuned")
+    with pytest.raises(TokenswapError, match="trained for tiny-base .* not for tiny-finetuned"):
+        api.transfer(other, german_tokenizer, method="hypernet", hypernet=tmp_path / "hn")
+    api.transfer(other, german_tokenizer, method="hypernet", hypernet=tmp_path / "hn",
+                 allow_other_base=True)
+    with pytest.raises(TokenswapError, match="--hypernet"):
+        api.transfer(base, german_tokenizer, method="hypernet")
