@@ -46,6 +46,15 @@ def sentencepiece_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", unk_token="<unk>")
 
 
+def prepended_sentencepiece_tokenizer() -> PreTrainedTokenizerFast:
+    """The SentencePiece vocabulary with Llama-2's prepended '▁' (decoding drops it again)."""
+    tok = Tokenizer.from_str(sentencepiece_tokenizer().backend_tokenizer.to_str())
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
+                                     decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", unk_token="<unk>")
+
+
 def tiny_llama64(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64,
@@ -74,7 +83,7 @@ class BruteForce:
     def __init__(self, model, tokenizer, context: list[int]):
         self.model = model
         self.context = context
-        vocab = ByteVocab.from_tokenizer(tokenizer)
+        vocab = self.vocab = ByteVocab.from_tokenizer(tokenizer)
         rows = model.get_output_embeddings().weight.shape[0]
         self.bytes = list(vocab.token_bytes) + [None] * (rows - len(vocab))
         self.text_ids = [t for t, b in enumerate(self.bytes) if b]
@@ -105,7 +114,7 @@ class BruteForce:
         return zip(seqs, lp.tolist(), strict=True)
 
     def text(self, seq) -> bytes:
-        return b"".join(self.bytes[t] for t in seq)
+        return self.vocab.decode_bytes(seq)  # drops the first token's space where the decoder does
 
     def end_logprob(self, seq) -> float:
         seqs, _, nxt = self.table(len(seq))
@@ -113,22 +122,26 @@ class BruteForce:
         return float(torch.logsumexp(row[self.end_ids], 0))
 
     def prefix_prob(self, s: bytes) -> float:
-        """P(text starts with s): sequences of len(s) text tokens (each emits >= 1 byte), plus
-        every shorter sequence followed by an end token."""
+        """P(text starts with s): sequences of len(s) text tokens (each emits >= 1 byte; one
+        more when a first token may emit nothing), plus every shorter sequence followed by an
+        end token."""
         total = 0.0
-        for depth in range(len(s) + 1):
+        deepest = len(s) + self.vocab.strip_leading_space
+        for depth in range(deepest + 1):
             seqs, lp, nxt = self.table(depth)
             ends = torch.logsumexp(nxt[:, self.end_ids], -1)
             for k, seq in enumerate(seqs):
                 data = self.text(seq)
-                if depth == len(s):
+                if depth == deepest:
+                    assert len(data) >= len(s)
                     total += math.exp(float(lp[k])) * data.startswith(s)
                 elif data.startswith(s):
                     total += math.exp(float(lp[k] + ends[k]))
         return total
 
     def tokenizations(self, s: bytes) -> list[tuple[tuple[int, ...], float]]:
-        return [(seq, lp) for depth in range(len(s) + 1) for seq, lp in self.sequences(depth)
+        deepest = len(s) + self.vocab.strip_leading_space
+        return [(seq, lp) for depth in range(deepest + 1) for seq, lp in self.sequences(depth)
                 if self.text(seq) == s]
 
 
@@ -140,6 +153,11 @@ def bl_tokenizer():
 @pytest.fixture(scope="module")
 def sp_tokenizer():
     return sentencepiece_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def spp_tokenizer():
+    return prepended_sentencepiece_tokenizer()
 
 
 @pytest.fixture(scope="module")

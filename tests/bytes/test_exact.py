@@ -137,16 +137,26 @@ def test_too_many_paths_without_pruning_is_an_error(bl_model, bl_tokenizer):
         lm.prefix_logprob(b"abcabcabc")
 
 
-def test_prepended_space_tokenizer_is_refused(bl_model, sentencepiece_tokenizer):
-    from tokenizers import Tokenizer, normalizers
-    from transformers import PreTrainedTokenizerFast
+@pytest.fixture(scope="module")
+def spp(sp_model, spp_tokenizer, brute_force):
+    lm = ByteLM(sp_model, spp_tokenizer)
+    return lm, brute_force(sp_model, spp_tokenizer, lm.context)
 
-    backend = sentencepiece_tokenizer.backend_tokenizer
-    tok = Tokenizer.from_str(backend.to_str())
-    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")
-    with pytest.raises(TokenswapError, match="leading space"):
-        ByteLM(bl_model, fast)
+
+def test_prepended_space_tokenizer_matches_enumeration(spp, spp_tokenizer):
+    """Llama-2 style: the first token's space is dropped; '▁' alone first emits nothing."""
+    lm, brute = spp
+    assert lm.vocab.strip_leading_space and lm.silent_ids
+    assert spp_tokenizer.decode(spp_tokenizer("ab a")["input_ids"]) == "ab a"
+    for s in [b"a", b"ab", b" a", b"b a"]:
+        assert rel_close(math.exp(lm.prefix_logprob(s)), brute.prefix_prob(s)), s
+    dist = lm.next_byte_distribution(b"")
+    assert abs(float(dist.sum()) - 1) < 1e-12
+    for b in b"ab ":
+        assert rel_close(float(dist[b]), brute.prefix_prob(bytes([b])))
+    found = brute.tokenizations(b"ab")
+    assert rel_close(math.exp(lm.tokenizations_logprob(b"ab")), sum(math.exp(lp) for _, lp in found))
+    assert sorted(map(tuple, lm.paths_at(2))) == sorted(seq for seq, _ in found)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

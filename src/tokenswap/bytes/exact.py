@@ -57,9 +57,14 @@ probability of every dropped path is added up: all sequences through a dropped p
 have at most that probability, so :meth:`ByteLM.dropped_logmass` is a certified bound -
 ``P_true(starts with s)`` lies in ``[P, P + dropped]``.
 
-Out of scope: tokenizers whose decoder drops the first token's leading space (SentencePiece
-with a prepended ``'▁'``, WordPiece): they raise. Special tokens inside the text (the text is
-bytes; special tokens only end it). Batching several unrelated prefixes at once.
+Tokenizers whose decoder drops the first token's leading space (SentencePiece with a
+prepended ``'▁'``) follow :meth:`ByteVocab.decode_bytes`: the first text token is looked up by
+its bytes without that space, and a first token that is only a space emits nothing (a second
+path at byte 0).
+
+Out of scope: special tokens inside the text (the text is bytes; special tokens only end it);
+batching several unrelated prefixes at once; freeing the key/value cache of dead paths (it
+grows by the number of paths scored).
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ class _Node:
     path: list[int] = field(default_factory=list)  # cache indices of its tokens, itself last
     sorted_lp: torch.Tensor | None = None  # (V_t,) next-token log-probs in CoverIndex order
     end_lp: float = -math.inf  # log P(next token ends the text)
+    first: bool = False  # no text token yet: the next token is the first (its space dropped)
 
 
 def _logaddexp(values: Sequence[float]) -> float:
@@ -127,12 +133,6 @@ class ByteLM:
         name: str | None = None,
     ) -> None:
         self.vocab = ByteVocab.from_tokenizer(tokenizer)
-        if self.vocab.strip_leading_space:
-            raise TokenswapError(
-                "this tokenizer's decoder drops the first token's leading space (SentencePiece"
-                " with a prepended '▁', or WordPiece); byte-level probabilities support"
-                " byte-level BPE and SentencePiece without a prepended space"
-            )
         if prune is not None and not 0.0 <= prune < 1.0:
             raise TokenswapError(f"prune must be in [0, 1) (got {prune})")
         if device is not None:
@@ -142,6 +142,16 @@ class ByteLM:
         out = model.get_output_embeddings()
         rows = out.weight.shape[0] if out is not None else model.config.vocab_size
         self.index = CoverIndex(self.vocab.token_bytes, rows)
+        # the decoder drops the first text token's leading space (SentencePiece with a
+        # prepended '▁', WordPiece): the first token is looked up in its own index, and a first
+        # token that is only a space ("silent") emits nothing and leads to another position-0 path
+        self.first_index = self.index
+        self.silent_ids: list[int] = []
+        if self.vocab.strip_leading_space:
+            first = [d[1:] if d and d.startswith(b" ") else d for d in self.vocab.token_bytes]
+            self.silent_ids = [t for t, d in enumerate(self.vocab.token_bytes)
+                               if d == b" "]
+            self.first_index = CoverIndex(first, rows)
         if context is None:
             from tokenswap.evaluate.bpb import document_start_id
 
@@ -170,12 +180,11 @@ class ByteLM:
         self._ensure(prefix[:-1])
         terms = []
         for i in range(max(0, n - self.longest), n):
-            lo, hi = self.index.prefix_range(prefix[i:])
-            if hi <= lo:
-                continue
-            for node in self._at(i):
-                if node.sorted_lp is not None:
-                    terms.append(node.logprob + float(range_logsumexp(node.sorted_lp, lo, hi)))
+            for index, nodes in self._groups(i):
+                lo, hi = index.prefix_range(prefix[i:])
+                if hi > lo:
+                    terms += [node.logprob + float(range_logsumexp(node.sorted_lp, lo, hi))
+                              for node in nodes]
         return _logaddexp(terms)
 
     def next_byte_logprobs(self, prefix: bytes, *, normalize: bool = True) -> torch.Tensor:
@@ -189,23 +198,24 @@ class ByteLM:
         self._ensure(prefix)
         values, groups = [], []
         for i in range(max(0, n - self.longest), n):
-            lo, hi = self.index.prefix_range(prefix[i:])
-            if hi <= lo:
-                continue
-            column = self.index.byte_matrix[lo:hi, n - i].long()
-            straddle = column >= 0  # tokens emitting exactly prefix[i:] reach position n instead
-            if not bool(straddle.any()):
-                continue
-            for node in self._at(i):
-                if node.sorted_lp is not None:
+            for index, nodes in self._groups(i):
+                lo, hi = index.prefix_range(prefix[i:])
+                if hi <= lo:
+                    continue
+                column = index.byte_matrix[lo:hi, n - i].long()
+                straddle = column >= 0  # tokens emitting exactly prefix[i:] reach position n
+                if not bool(straddle.any()):
+                    continue
+                for node in nodes:
                     values.append(node.sorted_lp[lo:hi][straddle] + node.logprob)
                     groups.append(column[straddle])
-        first = self.index.byte_matrix[:, 0].long()
         ends = []
-        for node in self._at(n):
-            values.append(node.sorted_lp + node.logprob)
-            groups.append(first)
-            ends.append(node.logprob + node.end_lp)
+        for index, nodes in self._groups(n):
+            first = index.byte_matrix[:, 0].long()
+            for node in nodes:
+                values.append(node.sorted_lp + node.logprob)
+                groups.append(first)
+                ends.append(node.logprob + node.end_lp)
         out = torch.full((257,), -torch.inf, dtype=self.accumulate)
         if values:
             out[:256] = grouped_logsumexp(torch.cat(values), torch.cat(groups), 256)
@@ -263,21 +273,36 @@ class ByteLM:
         self.tokens_scored += len(self.context)
         self._cache = out.past_key_values
         root = _Node(token=self.context[-1], pos=0, logprob=0.0,
-                     path=list(range(len(self.context))))
+                     path=list(range(len(self.context))), first=self.vocab.strip_leading_space)
         self._fill(root, out.logits[0, -1])
         self._nodes: list[_Node] = []
         self._by_pos: dict[int, list[_Node]] = {0: [root]}
         self._dropped: dict[int, float] = {}
         self._text = b""
+        if self.silent_ids:  # a first token that is only a space: text still empty
+            full = torch.log_softmax(out.logits[0, -1].to(self.accumulate), -1).cpu()
+            silent = [_Node(token=t, pos=0, logprob=float(full[t]), path=root.path)
+                      for t in self.silent_ids]
+            self._score(silent)
+            self._nodes.extend(silent)
+            self._by_pos[0] += silent
 
     # ------------------------------------------------------------------ the token tree
 
     def _at(self, position: int) -> list[_Node]:
         return self._by_pos.get(position, [])
 
+    def _groups(self, position: int) -> list[tuple[CoverIndex, list[_Node]]]:
+        """The live nodes at ``position`` by the index their next token is looked up in."""
+        live = [node for node in self._at(position) if node.sorted_lp is not None]
+        if position > 0 or not self.silent_ids:
+            return [(self.first_index if position == 0 else self.index, live)]
+        return [(self.first_index, [n for n in live if n.first]),
+                (self.index, [n for n in live if not n.first])]
+
     def _fill(self, node: _Node, logits: torch.Tensor) -> None:
         logprobs = torch.log_softmax(logits.to(self.accumulate), -1).cpu()
-        node.sorted_lp = logprobs[self.index.order]
+        node.sorted_lp = logprobs[(self.first_index if node.first else self.index).order]
         node.end_lp = float(torch.logsumexp(logprobs[self.index.end_ids], 0)) if len(
             self.index.end_ids) else -math.inf
 
@@ -312,15 +337,13 @@ class ByteLM:
         p = len(text)
         born: list[_Node] = []
         for i in range(max(0, p - self.longest), p):
-            parents = [node for node in self._at(i) if node.sorted_lp is not None]
-            if not parents:
-                continue
-            lo, hi = self.index.exact_range(text[i:])
-            for k in range(lo, hi):
-                token = int(self.index.order[k])
-                for node in parents:
-                    born.append(_Node(token=token, pos=p, logprob=node.logprob + float(
-                        node.sorted_lp[k]), path=node.path))
+            for index, parents in self._groups(i):
+                lo, hi = index.exact_range(text[i:])
+                for k in range(lo, hi):
+                    token = int(index.order[k])
+                    born += [_Node(token=token, pos=p, path=node.path,
+                                   logprob=node.logprob + float(node.sorted_lp[k]))
+                             for node in parents]
         born = self._prune(born, p)
         self._text = text
         for start in range(0, len(born), self.batch_size):
@@ -329,9 +352,11 @@ class ByteLM:
         self._by_pos[p] = born
         # a node no token can extend past `text` is dead for every extension of `text`
         for i in range(max(0, p - self.longest), p):
-            if self.index.prefix_range(text[i:])[0] == self.index.prefix_range(text[i:])[1]:
-                for node in self._at(i):
-                    node.sorted_lp = None
+            for index, nodes in self._groups(i):
+                lo, hi = index.prefix_range(text[i:])
+                if hi <= lo:
+                    for node in nodes:
+                        node.sorted_lp = None
 
     def _prune(self, born: list[_Node], p: int) -> list[_Node]:
         if self.prune is None:
