@@ -161,3 +161,18 @@ def test_embedding_hash_sensitive_and_dtype_stable():
     assert embedding_hash(a) != embedding_hash(a, a)
     half = a.bfloat16()
     assert embedding_hash(half) == embedding_hash(half.float())
+
+
+def test_grouping_by_width_matches_one_fully_padded_pass(pair, source_matrix):
+    source = SourceEmbeddings(source_matrix)
+    hn = Hypernet.for_source(source, **SMALL).eval()
+    inputs = PieceInputs.from_pair(pair, hn.config.max_pieces)
+    x = hn.project(source_matrix[inputs.window]) + hn.position
+    x[:, 0] = torch.where(inputs.empty.unsqueeze(1), hn.empty, x[:, 0])
+    mask = inputs.mask.clone()
+    mask[:, 0] |= inputs.empty
+    with torch.no_grad():
+        full = hn.encoder(x, src_key_padding_mask=~mask)[:, 0]
+        grouped = hn._encode(source_matrix, inputs)
+    assert len(torch.unique(inputs.mask.sum(1))) > 2  # several widths really occur
+    torch.testing.assert_close(grouped, full, rtol=1e-5, atol=1e-5)

@@ -122,6 +122,9 @@ def test_resume_gives_the_same_weights_as_one_run(tmp_path, source_tokenizer, ti
     assert resumed.step == 6
     torch.testing.assert_close(resumed.hypernet.state_dict(), straight.hypernet.state_dict(),
                                rtol=0, atol=0)
+    with pytest.raises(TokenswapError, match="other seed, batch_size"):
+        train_hypernet(bundle(source_tokenizer, tied), ENGLISH, tmp_path / "b",
+                       **{**opts, "seed": 6, "batch_size": 2})
     losses = {r["step"]: r["loss"] for r in log(tmp_path / "a") if "loss" in r}
     assert losses[6] == pytest.approx(resumed.loss)
     # Something was learned: the weights moved off the FVT start.

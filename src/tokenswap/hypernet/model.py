@@ -240,6 +240,32 @@ class Hypernet(nn.Module):
         if (source.bias is not None) != c.has_bias:
             raise TokenswapError("hypernet and model disagree on the output bias")
 
+    def _encode(self, feats: torch.Tensor, inputs: PieceInputs) -> torch.Tensor:
+        """First-position output (N, D) of the encoder over each token's window.
+
+        Tokens are grouped by their number of pieces and each group runs with its own window
+        width: most tokens have one to three pieces, so padding all to ``max_pieces`` would
+        waste most of the compute. Padded keys are masked, so the result does not depend on
+        the width (up to float rounding).
+        """
+        width = inputs.mask.sum(1).clamp(min=1)  # (N,) empty tokens use one position
+        outputs, order = [], []
+        for w in torch.unique(width).tolist():
+            rows = torch.nonzero(width == w).flatten()
+            x = self.project(feats[inputs.window[rows, :w]]) + self.position[:w]  # (n, w, D)
+            mask = inputs.mask[rows, :w].clone()
+            empty = inputs.empty[rows]
+            # A token without pieces reads the learned `empty` vector in its first position.
+            first = torch.where(empty.unsqueeze(1), self.empty, x[:, 0])
+            x = torch.cat([first.unsqueeze(1), x[:, 1:]], dim=1)
+            mask[:, 0] |= empty
+            outputs.append(self.encoder(x, src_key_padding_mask=~mask)[:, 0])
+            order.append(rows)
+        pooled = torch.cat(outputs)
+        inverse = torch.empty_like(width)
+        inverse[torch.cat(order)] = torch.arange(len(width), device=width.device)
+        return pooled[inverse]
+
     def forward(self, inputs: PieceInputs, source: SourceEmbeddings) -> Prediction:
         """Embeddings for every token of ``inputs``: input/output (N, H), bias (N,).
 
@@ -248,12 +274,7 @@ class Hypernet(nn.Module):
         self._check_source(source)
         feats = source.input if source.output is None else torch.cat(
             [source.input, source.output], dim=1)  # (V_s, F)
-        x = self.project(feats[inputs.window]) + self.position  # (N, P, D)
-        mask = inputs.mask.clone()
-        # A token without pieces reads the learned `empty` vector in its first position.
-        x[:, 0] = torch.where(inputs.empty.unsqueeze(1), self.empty, x[:, 0])
-        mask[:, 0] |= inputs.empty
-        pooled = self.norm(self.encoder(x, src_key_padding_mask=~mask)[:, 0])  # (N, D)
+        pooled = self.norm(self._encode(feats, inputs))  # (N, D)
         pred = Prediction(_mean_of_pieces(source.input, inputs) + self.input_head(pooled))
         if self.output_head is not None:
             pred.output = _mean_of_pieces(source.output, inputs) + self.output_head(pooled)

@@ -395,6 +395,14 @@ def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx:
     step = 0
     if resuming:
         ckpt = out / CHECKPOINT
+        saved_cfg = json.loads((ckpt / "state.json").read_text()).get("config", {})
+        changed = [k for k in ("seed", "batch_size", "seq_len", "identity_steps")
+                   if k in saved_cfg and saved_cfg[k] != getattr(cfg, k)]
+        if changed:
+            raise TokenswapError(
+                f"checkpoint {ckpt} was written with other {', '.join(changed)} "
+                f"({', '.join(f'{k}={saved_cfg[k]}' for k in changed)}); resume with the same "
+                "values or pass --no-resume with a new --out")
         state = torch.load(ckpt / "state.pt", map_location=device, weights_only=False)
         saved = Hypernet.load(ckpt, device=device)
         if saved.config != hn.config:
