@@ -44,7 +44,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tokenswap.errors import TokenswapError
-from tokenswap.vocab.pair import Provenance, TokenPair
+from tokenswap.vocab.pair import TokenPair
 
 WEIGHTS_FILE = "hypernet.safetensors"
 CONFIG_FILE = "hypernet.json"
