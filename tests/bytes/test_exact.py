@@ -119,6 +119,20 @@ def test_one_forward_pass_per_new_byte_position(bl_model, bl_tokenizer):
     assert lm.forward_passes - before <= 1
 
 
+def test_compaction_keeps_every_result(bl_model, bl_tokenizer):
+    plain = ByteLM(bl_model, bl_tokenizer, prune=1e-3, max_nodes=8)
+    small = ByteLM(bl_model, bl_tokenizer, prune=1e-3, max_nodes=8, compact_at=16)
+    text = b"abc abca cab abcab c abc"
+    for k in range(len(text) + 1):
+        if k % 5 == 4:
+            small._compact(force=True)
+        assert torch.allclose(small.next_byte_logprobs(text[:k]), plain.next_byte_logprobs(text[:k]),
+                              atol=1e-10), k
+        assert small.paths_at(k) == plain.paths_at(k)
+    assert small._compacted and small.cache_len < plain.cache_len
+    assert small.prefix_logprob(b"abc") == pytest.approx(plain.prefix_logprob(b"abc"), abs=1e-10)
+
+
 def test_pruning_bounds_the_missing_mass(bl_model, bl_tokenizer):
     exact = ByteLM(bl_model, bl_tokenizer)
     pruned = ByteLM(bl_model, bl_tokenizer, prune=0.05, max_nodes=2)

@@ -116,7 +116,11 @@ class ByteLM:
 
     The object keeps the token tree of the last string it was asked about and extends it when
     the next query extends that string (generation); a query that does not extend it rewinds
-    the tree to the common prefix.
+    the tree to the common prefix. When the key/value cache holds more than ``compact_at``
+    entries and at least an eighth of them are on no live path (no token can extend them or
+    any descendant), it is compacted to the live paths and their ancestors (the next check
+    waits until the cache has doubled, so copying stays amortised O(1) per entry); a later
+    rewind then starts afresh.
     """
 
     def __init__(
@@ -130,6 +134,7 @@ class ByteLM:
         prune: float | None = None,
         max_nodes: int = 4096,
         batch_size: int = 64,
+        compact_at: int = 2048,
         name: str | None = None,
     ) -> None:
         self.vocab = ByteVocab.from_tokenizer(tokenizer)
@@ -163,6 +168,7 @@ class ByteLM:
         self.prune = prune
         self.max_nodes = int(max_nodes)
         self.batch_size = int(batch_size)
+        self.compact_at = int(compact_at)
         self.name = name or getattr(model, "name_or_path", None) or type(model).__name__
         self.longest = int(self.index.byte_matrix.shape[1]) - 1
         self.forward_passes = 0
@@ -254,10 +260,13 @@ class ByteLM:
 
     def paths_at(self, position: int) -> list[list[int]]:
         """Token ids of every (kept) path reaching byte ``position`` of the current string."""
-        tokens = {self.context_len - 1 + k: t for k, t in enumerate(self.context)}
-        for node in self._nodes:
-            tokens[node.path[-1]] = node.token
-        return [[tokens[c] for c in node.path[self.context_len:]] for node in self._at(position)]
+        return [[self._cache_tokens[c] for c in node.path[self.context_len:]]
+                for node in self._at(position)]
+
+    @property
+    def cache_len(self) -> int:
+        """Entries (token paths' tokens) in the key/value cache."""
+        return len(self._cache_tokens)
 
     @property
     def context_len(self) -> int:
@@ -272,6 +281,9 @@ class ByteLM:
         self.forward_passes += 1
         self.tokens_scored += len(self.context)
         self._cache = out.past_key_values
+        self._cache_tokens = list(self.context)
+        self._compacted = False
+        self._next_compact = self.compact_at
         root = _Node(token=self.context[-1], pos=0, logprob=0.0,
                      path=list(range(len(self.context))), first=self.vocab.strip_leading_space)
         self._fill(root, out.logits[0, -1])
@@ -309,7 +321,7 @@ class ByteLM:
     def _rewind(self, keep: int) -> None:
         """Drop every node past byte ``keep``; reset when a kept node was already freed."""
         kept = [node for node in self._nodes if node.pos <= keep]
-        if any(node.sorted_lp is None for node in kept) or any(
+        if self._compacted or any(node.sorted_lp is None for node in kept) or any(
                 node.sorted_lp is None for node in self._at(0)):
             self.reset()
             return
@@ -317,6 +329,7 @@ class ByteLM:
         surplus = self._cache.get_seq_length() - (self.context_len + len(kept))
         if surplus > 0:  # transformers 5 crops by a negative count of tokens to remove
             self._cache.crop(-surplus)
+            del self._cache_tokens[self.context_len + len(kept):]
         self._by_pos = {p: nodes for p, nodes in self._by_pos.items() if p <= keep}
         self._dropped = {p: v for p, v in self._dropped.items() if p <= keep}
         self._text = self._text[:keep]
@@ -357,6 +370,35 @@ class ByteLM:
                 if hi <= lo:
                     for node in nodes:
                         node.sorted_lp = None
+        if self.cache_len >= self._next_compact:
+            self._compact()
+
+    def _compact(self, force: bool = False) -> None:
+        """Keep only the cache entries on the paths of live nodes (and the context)."""
+        live = [node for node in self._nodes if node.sorted_lp is not None]
+        live += [node for node in self._at(0) if node.sorted_lp is not None and node not in live]
+        needed = set(range(self.context_len))
+        for node in live:
+            needed.update(node.path)
+        dead = self.cache_len - len(needed)
+        if not dead or (not force and 8 * dead < self.cache_len):  # under 1/8 dead: not worth it
+            self._next_compact = 2 * self.cache_len
+            return
+        keep = sorted(needed)
+        where = {old: new for new, old in enumerate(keep)}
+        index = torch.tensor(keep, device=self.device)
+        for layer in self._cache.layers:
+            layer.keys = layer.keys.index_select(-2, index)
+            layer.values = layer.values.index_select(-2, index)
+        self._cache_tokens = [self._cache_tokens[c] for c in keep]
+        for node in live:
+            node.path = [where[c] for c in node.path]
+        alive = {id(node) for node in live}
+        self._nodes = [node for node in self._nodes if id(node) in alive]
+        self._by_pos = {p: kept for p, nodes in self._by_pos.items()
+                        if (kept := [node for node in nodes if id(node) in alive])}
+        self._compacted = True
+        self._next_compact = max(self.compact_at, 2 * self.cache_len)
 
     def _prune(self, born: list[_Node], p: int) -> list[_Node]:
         if self.prune is None:
@@ -392,6 +434,7 @@ class ByteLM:
                              attention_mask=mask.to(self.device), past_key_values=self._cache,
                              use_cache=True)
         self._cache = out.past_key_values
+        self._cache_tokens += [node.token for node in nodes]
         self.forward_passes += 1
         self.tokens_scored += k
         for r, node in enumerate(nodes):
