@@ -63,8 +63,11 @@ its bytes without that space, and a first token that is only a space emits nothi
 path at byte 0).
 
 Out of scope: special tokens inside the text (the text is bytes; special tokens only end it);
-batching several unrelated prefixes at once; freeing the key/value cache of dead paths (it
-grows by the number of paths scored).
+batching several unrelated prefixes at once; the papers' restriction to the tokenizer's valid
+encodings (pruning plays its role here, with a bound instead of an assumption); sliding-window
+attention layers (Gemma 3, Mistral): the tree cache keeps every entry and the tree mask lets
+each path see its whole history, so paths longer than the window are scored as if the window
+were unlimited.
 """
 
 from __future__ import annotations
