@@ -20,6 +20,9 @@ def test_same_seed_same_tokenizer_other_seed_differs(sampler):
     c = sampler.sample(GERMAN, seed=8).get_vocab()
     assert a == b
     assert a != c
+    stream = sampler.sample(GERMAN, seed=(7, 3)).get_vocab()
+    assert stream == sampler.sample(GERMAN, seed=(7, 3)).get_vocab()
+    assert stream != sampler.sample(GERMAN, seed=(7, 3, 1)).get_vocab()  # (7, 3, 0) == (7, 3)
 
 
 def test_vocab_size_drawn_in_range_and_complete(sampler, source_tokenizer):

@@ -90,9 +90,13 @@ class TokenizerSampler:
                     counts[piece] = get(piece, 0) + n
         return counts
 
-    def sample(self, texts: Sequence[str], seed: int, vocab_size: int | None = None
-               ) -> PreTrainedTokenizerFast:
-        """A UnigramLM tokenizer for ``texts``; the same texts and seed give the same tokenizer."""
+    def sample(self, texts: Sequence[str], seed: int | Sequence[int],
+               vocab_size: int | None = None) -> PreTrainedTokenizerFast:
+        """A UnigramLM tokenizer for ``texts``; the same texts and seed give the same tokenizer.
+
+        ``seed`` is an int or a sequence of ints (a numpy ``SeedSequence`` entropy), so that
+        callers can keep separate streams, e.g. ``(seed, step)`` and ``(seed, 0, 1)``.
+        """
         c = self.config
         rng = np.random.default_rng(seed)
         if vocab_size is None:

@@ -57,7 +57,6 @@ from tokenswap.vocab.pair import Provenance, TokenPair, build_pair
 
 CHECKPOINT = "checkpoint"
 LOG_FILE = "log.jsonl"
-_EVAL_SEED = 1_000_003  # eval tokenizer seed offset: never one of the training draws
 
 
 @dataclass
@@ -433,7 +432,7 @@ def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx:
                     identity_pair = build_pair(source_tok, source_tok)
                 pair = identity_pair
             else:
-                tokenizer = sampler.sample(batch, seed=cfg.seed * 1_000_000 + step)
+                tokenizer = sampler.sample(batch, seed=(cfg.seed, step))
                 pair = build_pair(source_tok, tokenizer)
             inputs = PieceInputs.from_pair(pair, hn.config.max_pieces).to(device)
             ids, mask = encode(tokenizer, batch[ctx.rank::ctx.world], cfg.seq_len, device)
@@ -492,7 +491,9 @@ class _Evaluator:
     def __init__(self, texts, sampler: TokenizerSampler, source_tok, cfg: TrainConfig, device,
                  max_pieces: int) -> None:
         chunks = chunk_texts(texts, cfg.seq_len)[: cfg.eval_batches * cfg.batch_size]
-        self.tokenizer = sampler.sample(chunks, seed=cfg.seed + _EVAL_SEED)
+        # Three seed words where training draws use two, (seed, step); numpy pads entropy with
+        # zeros, hence the final 1. Its own stream: never one of the training tokenizers.
+        self.tokenizer = sampler.sample(chunks, seed=(cfg.seed, 0, 1))
         self.pair = build_pair(source_tok, self.tokenizer)
         self.inputs = PieceInputs.from_pair(self.pair, max_pieces).to(device)
         self.batches = [encode(self.tokenizer, chunks[i:i + cfg.batch_size], cfg.seq_len, device)
