@@ -83,13 +83,15 @@ def build_support(source: torch.Tensor, pair: TokenPair, new_ids: np.ndarray,
     if neighbors <= 0 or n == 0:
         return piece_ids, piece_valid.clone(), piece_valid
     src = source.float()
-    centre = (src[piece_ids] * piece_valid.unsqueeze(2)).sum(1) / piece_valid.sum(1, keepdim=True)
     unit = F.normalize(src, dim=1)
     near = []
-    for start in range(0, n, 4096):
-        sims = F.normalize(centre[start:start + 4096], dim=1) @ unit.T  # (b, V_s)
+    step = max(1, min(4096, (1 << 25) // max(1, width * src.shape[1])))  # bounds (b, width, H)
+    for start in range(0, n, step):
+        ids, ok = piece_ids[start:start + step], piece_valid[start:start + step]
+        centre = (src[ids] * ok.unsqueeze(2)).sum(1) / ok.sum(1, keepdim=True)
+        sims = F.normalize(centre, dim=1) @ unit.T  # (b, V_s)
         rows = torch.arange(sims.shape[0], device=device).unsqueeze(1)
-        sims[rows, piece_ids[start:start + 4096]] = -2.0  # pieces are in the support already
+        sims[rows, ids] = -2.0  # pieces are in the support already
         near.append(torch.topk(sims, neighbors, dim=1).indices)
     near_ids = torch.cat(near)
     support = torch.cat([piece_ids, near_ids], dim=1)
@@ -219,8 +221,9 @@ def convex_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Init
         weights = _dirichlet(is_piece, generator)
         result = ConvexWeights(new_ids, support, weights, trained=False)
     ids = torch.as_tensor(new_ids, device=device)
-    for start in range(0, len(new_ids), 8192):  # bounds the (b, S, H) gather
-        sl = slice(start, start + 8192)
+    step = max(1, (1 << 25) // (result.support.shape[1] * source.shape[1]))
+    for start in range(0, len(new_ids), step):  # bounds the (b, S, H) gather
+        sl = slice(start, start + step)
         target[ids[sl]] = torch.einsum("bs,bsh->bh", result.weights[sl],
                                        source.float()[result.support[sl]])
     ctx.options[_WEIGHTS_KEY] = result
