@@ -191,3 +191,37 @@ def test_ddp_two_processes_match_one_process(tmp_path, tiny_model_dir):
     assert one == pytest.approx(two, rel=1e-4, abs=1e-4)
     a, b = Hypernet.load(tmp_path / "one"), Hypernet.load(tmp_path / "two")
     torch.testing.assert_close(a.state_dict(), b.state_dict(), rtol=1e-3, atol=1e-4)
+
+
+def _tiny(arch: str, vocab: int):
+    from transformers import (
+        Gemma2Config,
+        Gemma2ForCausalLM,
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        GPT2Config,
+        GPT2LMHeadModel,
+    )
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                  max_position_embeddings=256, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    if arch == "gemma2":  # logit soft-capping, scaled input embeddings
+        return Gemma2ForCausalLM(Gemma2Config(**common)).eval()
+    if arch == "gemma3":  # embedding module scales by sqrt(hidden): inputs_embeds bypass it
+        return Gemma3ForCausalLM(Gemma3TextConfig(**common)).eval()
+    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4,
+                                      n_positions=256, bos_token_id=1, eos_token_id=2)).eval()
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "gemma2", "gemma3"])
+def test_frozen_lm_reproduces_the_models_loss_across_architectures(source_tokenizer, arch):
+    model = _tiny(arch, len(source_tokenizer))
+    pred = Prediction(model.get_input_embeddings().weight.detach())
+    ids, mask = encode(source_tokenizer, ENGLISH[:3], 24, "cpu")
+    nats, count = FrozenLM(model).loss_sum(pred, ids, mask)
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask,
+                         labels=ids.masked_fill(mask == 0, -100)).loss
+    torch.testing.assert_close(nats / count, expected, rtol=1e-5, atol=1e-5)
