@@ -215,6 +215,7 @@ class _Dist:
     rank: int = 0
     world: int = 1
     created: bool = False
+    device: torch.device = torch.device("cpu")  # NCCL reduces CUDA tensors only
 
     @property
     def main(self) -> bool:
@@ -223,7 +224,7 @@ class _Dist:
     def sum(self, value: float | int) -> float:
         if self.world == 1:
             return float(value)
-        t = torch.tensor([float(value)], dtype=torch.float64)
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
         dist.all_reduce(t)
         return float(t.item())
 
@@ -237,12 +238,13 @@ def _setup_distributed(device: torch.device) -> tuple[_Dist, torch.device]:
     if world <= 1:
         return _Dist(), device
     created = False
+    if device.type == "cuda":  # one GPU per rank
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         created = True
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return _Dist(dist.get_rank(), dist.get_world_size(), created), device
+    return _Dist(dist.get_rank(), dist.get_world_size(), created, device), device
 
 
 def _all_reduce_grads(hn: Hypernet, ctx: _Dist) -> None:
@@ -402,7 +404,8 @@ def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx:
                 f"checkpoint {ckpt} was written with other {', '.join(changed)} "
                 f"({', '.join(f'{k}={saved_cfg[k]}' for k in changed)}); resume with the same "
                 "values or pass --no-resume with a new --out")
-        state = torch.load(ckpt / "state.pt", map_location=device, weights_only=False)
+        # On the CPU: RNG states must stay CPU tensors; the optimizer moves its own state.
+        state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
         saved = Hypernet.load(ckpt, device=device)
         if saved.config != hn.config:
             raise TokenswapError(f"checkpoint {ckpt} is for another model or hypernet shape")
