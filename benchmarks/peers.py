@@ -138,6 +138,9 @@ def run_tokenswap(target: Target, source: ModelBundle, method, target_tok, args)
     row = f"tokenswap {method.name}"
     if method.needs_donor and target.donor is None:
         return row_entry(target, row, None, note="not applicable: needs a donor model")
+    if "hypernet" in method.requires:
+        return row_entry(target, row, None, note="not here: needs a trained hypernet "
+                                                 "(its own benchmark)")
     if "dictionary" in method.requires and target.dictionary is None:
         return row_entry(target, row, None, note="not applicable: no bilingual dictionary "
                                                  "(source language English)")
