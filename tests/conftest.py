@@ -185,6 +185,20 @@ def source_matrix(source_tokenizer):
     return torch.randn(len(source_tokenizer), 16) * 0.5 + 1.0
 
 
+# ----------------------------------------------------------------------------- hypernet/
+
+HYPERNET_SMALL = dict(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_pieces=4)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: one intra-op thread is faster than two fighting over the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------------- bytes/
 # Tiny hand-built vocabularies, tiny float64 models and a brute-force reference for
 # tests/bytes. The reference enumerates token sequences directly from the definition - every

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import GERMAN, tiny_llama
+from conftest import HYPERNET_SMALL as SMALL
 
 from tokenswap import api
 from tokenswap.errors import TokenswapError
@@ -13,16 +14,7 @@ from tokenswap.init import InitContext, get_method
 from tokenswap.io.models import ModelBundle, load_model
 from tokenswap.vocab.pair import Provenance
 
-SMALL = dict(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_pieces=4)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is faster than two fighting over the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_registered_with_requirement():

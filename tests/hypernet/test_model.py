@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import HYPERNET_SMALL as SMALL
 from conftest import tiny_llama
 
 from tokenswap.errors import TokenswapError
@@ -18,16 +19,7 @@ from tokenswap.hypernet.model import (
 from tokenswap.init import InitContext, get_method
 from tokenswap.vocab.pair import Provenance
 
-SMALL = dict(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_pieces=4)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is faster than two fighting over the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def untied_source(pair, bias: bool = False) -> SourceEmbeddings:
@@ -97,9 +89,15 @@ def test_chunked_prediction_matches_one_pass(pair, source_matrix):
     torch.testing.assert_close(whole.input, parts.input, rtol=1e-5, atol=1e-5)
 
 
-def test_smollm2_sized_hypernet_is_small():
+def test_smollm2_sized_hypernet_is_small(tmp_path):
+    # SmolLM2-135M's shape: hidden 576, 49,152 tokens, untied here (two matrices to predict).
+    # The saved hypernet must be a small fraction of the embeddings it predicts.
     hn = Hypernet(HypernetConfig(hidden_size=576, tied=False, has_bias=False))
-    assert 1_000_000 < hn.num_parameters() < 5_000_000
+    embeddings = 2 * 49_152 * 576
+    assert hn.num_parameters() < 0.1 * embeddings
+    size = sum(f.stat().st_size for f in hn.save(tmp_path / "hn").iterdir())
+    assert size < 4 * hn.num_parameters() * 1.01 + 100_000  # float32 weights + a small config
+    assert size < 0.1 * 4 * embeddings
 
 
 def test_save_load_round_trip(tmp_path, pair, source_matrix):

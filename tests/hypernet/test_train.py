@@ -30,13 +30,7 @@ TINY = dict(batch_size=4, seq_len=32, lr=3e-3, warmup_steps=2, log_every=1, prog
             hypernet={"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is faster than two fighting over the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def bundle(tokenizer, tied: bool = True) -> ModelBundle:
