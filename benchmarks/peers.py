@@ -144,10 +144,12 @@ def run_tokenswap(target: Target, source: ModelBundle, method, target_tok, args)
     if "dictionary" in method.requires and target.dictionary is None:
         return row_entry(target, row, None, note="not applicable: no bilingual dictionary "
                                                  "(source language English)")
-    # omp uses the donor when there is one, else fastText vectors learned from the corpus
-    uses_corpus = method.needs_corpus or (method.name == "omp" and target.donor is None)
-    corpus = cap(target.train, args.corpus_bytes) if uses_corpus else None
-    donor = str(target.donor) if method.needs_donor or method.name == "omp" and target.donor else None
+    # required inputs, and optional ones (InitMethod.accepts): a donor where the target has
+    # one; a corpus unless a donor serves instead (omp takes one or the other)
+    use_donor = target.donor is not None and "donor" in (*method.requires, *method.accepts)
+    use_corpus = method.needs_corpus or ("corpus" in method.accepts and not use_donor)
+    corpus = cap(target.train, args.corpus_bytes) if use_corpus else None
+    donor = str(target.donor) if use_donor else None
     extra = {}
     if "dictionary" in method.requires:
         extra = {"dictionary": target.dictionary,

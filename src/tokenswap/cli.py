@@ -149,14 +149,16 @@ def methods(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
     if as_json:
         print(json.dumps([{"name": m.name, "aliases": list(m.aliases), "summary": m.summary,
                            "paper": m.paper, "url": m.url, "requires": list(m.requires),
-                           "needs_corpus": m.needs_corpus}
+                           "accepts": list(m.accepts), "needs_corpus": m.needs_corpus}
                           for m in items], indent=2))
         return
     table = Table(title="init methods")
     for col in ("method", "aliases", "what it does", "needs", "paper"):
         table.add_column(col)
     for m in items:
-        needs = ", ".join(REQUIREMENTS[r].split(" ")[0] for r in m.requires)
+        flags = [REQUIREMENTS[r].split(" ")[0] for r in m.requires]
+        flags += [f"[{REQUIREMENTS[r].split(' ')[0]}]" for r in m.accepts]  # optional
+        needs = ", ".join(flags)
         table.add_row(m.name, ", ".join(m.aliases), m.summary, needs, f"{m.paper}\n{m.url}")
     console.print(table)
 

@@ -20,6 +20,17 @@ def test_registry_lists_builtins_with_papers():
     assert all(m.url.startswith("http") and m.summary for m in list_methods())
 
 
+def test_methods_declare_required_and_optional_inputs():
+    from tokenswap.init.registry import register
+
+    assert get_method("focus").requires == ("corpus",) and get_method("focus").needs_corpus
+    assert get_method("omp").requires == () and get_method("omp").accepts == ("donor", "corpus")
+    assert get_method("convex").accepts == ("corpus",)
+    for bad in ({"requires": ("corpsu",)}, {"accepts": ("donr",)}):
+        with pytest.raises(ValueError, match="unknown requirements"):
+            register("never-registered", summary="x", **bad)
+
+
 def test_unknown_method_suggests_closest():
     with pytest.raises(TokenswapError, match="did you mean 'mean'"):
         get_method("maen")

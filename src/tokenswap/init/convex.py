@@ -189,6 +189,7 @@ def _train(source: torch.Tensor, fixed: torch.Tensor, new_ids: np.ndarray, suppo
     paper="Mundra et al., 'An Empirical Comparison of Vocabulary Expansion and Initialization "
           "Approaches for Language Models' (CoNLL 2024)",
     url="https://arxiv.org/abs/2407.05841",
+    accepts=("corpus",),
 )
 def convex_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Initialized:
     device = source.device if ctx.device is None else torch.device(ctx.device)

@@ -238,6 +238,7 @@ def omp_weights(pair: TokenPair, ctx: InitContext, device=None) -> OmpWeights:
     paper="Goddard et al., 'Training-Free Tokenizer Transplantation via Orthogonal Matching "
           "Pursuit' (2025; mergekit tokensurgeon)",
     url="https://arxiv.org/abs/2506.06607",
+    accepts=("donor", "corpus"),
 )
 def omp_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Initialized:
     device = source.device if ctx.device is None else torch.device(ctx.device)

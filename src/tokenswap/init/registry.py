@@ -72,6 +72,7 @@ class InitMethod:
     url: str = ""
     aliases: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()  # inputs it cannot run without: keys of REQUIREMENTS
+    accepts: tuple[str, ...] = ()  # inputs it uses when given (in order of preference)
 
     @property
     def needs_corpus(self) -> bool:
@@ -97,17 +98,22 @@ _ALIASES: dict[str, str] = {}
 
 
 def register(name: str, *, summary: str, paper: str = "", url: str = "",
-             aliases: tuple[str, ...] = (), requires: tuple[str, ...] = ()
-             ) -> Callable[[InitFn], InitFn]:
-    """Decorator: record ``fn`` as the init method ``name``."""
-    unknown = set(requires) - set(REQUIREMENTS)
+             aliases: tuple[str, ...] = (), requires: tuple[str, ...] = (),
+             accepts: tuple[str, ...] = ()) -> Callable[[InitFn], InitFn]:
+    """Decorator: record ``fn`` as the init method ``name``.
+
+    ``requires``: inputs the method cannot run without; ``accepts``: optional inputs it uses
+    when given (``omp`` takes a donor, else a corpus; ``convex`` trains on a corpus if given).
+    """
+    unknown = (set(requires) | set(accepts)) - set(REQUIREMENTS)
     if unknown:
         raise ValueError(f"init method {name!r}: unknown requirements {sorted(unknown)}")
 
     def wrap(fn: InitFn) -> InitFn:
         if name in _METHODS or name in _ALIASES:
             raise ValueError(f"init method {name!r} registered twice")
-        _METHODS[name] = InitMethod(name, fn, summary, paper, url, aliases, tuple(requires))
+        _METHODS[name] = InitMethod(name, fn, summary, paper, url, aliases, tuple(requires),
+                                     tuple(accepts))
         for alias in aliases:
             _ALIASES[alias] = name
         return fn
