@@ -184,6 +184,15 @@ def test_convex_is_seeded(pair, source_matrix):
     assert not torch.allclose(a, c)
 
 
+def test_convex_trains_under_no_grad(pair, source_matrix, german_tokenizer):
+    # api.transfer is often called inside torch.no_grad() (inference code, benchmarks)
+    ctx = InitContext(seed=0, corpus=GERMAN, target_tokenizer=german_tokenizer,
+                      options={"convex_steps": 5, "convex_batch": 256})
+    with torch.no_grad():
+        get_method("convex").fn(source_matrix, pair, ctx)
+    assert ctx.options["_convex_weights"].trained
+
+
 def test_convex_trained_on_corpus_stays_convex(pair, source_matrix, german_tokenizer):
     ctx = InitContext(seed=0, corpus=GERMAN, target_tokenizer=german_tokenizer,
                       options={"convex_steps": 20, "convex_batch": 256})

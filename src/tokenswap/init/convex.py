@@ -138,6 +138,7 @@ def _corpus_pairs(ctx: InitContext, is_new: torch.Tensor, window: int,
     return pairs
 
 
+@torch.enable_grad()  # callers often run under no_grad (inference, benchmarks)
 def _train(source: torch.Tensor, fixed: torch.Tensor, new_ids: np.ndarray, support: torch.Tensor,
            logits: torch.Tensor, pairs: torch.Tensor, ctx: InitContext,
            generator: torch.Generator) -> tuple[torch.Tensor, float]:
