@@ -255,6 +255,65 @@ def hypernet_train(
                       f"-> {result.out}")
 
 
+
+# --- tokenswap tune: continued training after a transfer (src/tokenswap/tuning) -------------
+@app.command()
+def tune(
+    corpus: Annotated[list[str], typer.Option(help="Training text: files, dirs, globs, hf:name.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output model directory.")],
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="Model to tune (e.g. a transferred model dir); any model spec.")],
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps (schedule length).")] = None,
+    minutes: Annotated[float | None, typer.Option(
+        help="Training-time budget (evaluation and checkpoints not counted).")] = None,
+    eval_corpus: Annotated[list[str] | None, typer.Option(
+        help="Held-out text scored in bits/byte during training (log.jsonl, best/).")] = None,
+    stage: Annotated[str, typer.Option(
+        help="What trains after the embedding warm-up: full, lora or embeddings.")] = "full",
+    embedding_fraction: Annotated[float, typer.Option(
+        help="First share of the run that trains the embeddings only.")] = 0.1,
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 (pure bfloat16).")] = "fp32",
+    batch_size: Annotated[int, typer.Option(help="Packed sequences per step (all ranks).")] = 16,
+    grad_accum: Annotated[int, typer.Option(help="Micro-batches per rank per step.")] = 1,
+    seq_len: Annotated[int, typer.Option(help="Tokens per packed sequence.")] = 256,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (body or adapters).")] = 1e-4,
+    embedding_lr: Annotated[float | None, typer.Option(
+        help="Peak learning rate of the embeddings (default: --lr).")] = None,
+    schedule: Annotated[str, typer.Option(help="cosine, linear or constant.")] = "cosine",
+    eval_every: Annotated[int, typer.Option(help="Steps between evaluations.")] = 50,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 50,
+    fsdp: Annotated[bool, typer.Option(
+        help="Shard the model over ranks (FSDP2) instead of replicating it.")] = False,
+    max_bytes: Annotated[int | None, typer.Option(help="Read at most this much text.")] = None,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-O", help="More options KEY=VALUE (lora_rank, lora_alpha, lora_targets, "
+                               "save_adapter, weight_decay, warmup_steps, grad_clip, ...).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (data order).")] = 0,
+    resume: Annotated[bool, typer.Option(
+        help="Continue from --out's checkpoint when there is one.")] = True,
+    device: DeviceOpt = None,
+) -> None:
+    """Continue training a (transferred) model on your text; torchrun for several ranks."""
+    import os
+
+    from tokenswap import api
+
+    result = api.tune(
+        model, corpus, out, eval_corpus=eval_corpus, max_bytes=max_bytes, device=device,
+        resume=resume, steps=steps, minutes=minutes, stage=stage,
+        embedding_fraction=embedding_fraction, precision=precision, batch_size=batch_size,
+        grad_accum=grad_accum, seq_len=seq_len, lr=lr, embedding_lr=embedding_lr,
+        schedule=schedule, eval_every=eval_every, checkpoint_every=checkpoint_every, fsdp=fsdp,
+        seed=seed, **parse_options(option or []))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        loss = "n/a" if result.loss is None else f"{result.loss:.4f}"
+        held = "" if result.eval_bpb is None else (
+            f", held-out {result.eval_bpb:.4f} bits/byte (best {result.best_bpb:.4f} at step "
+            f"{result.best_step} -> {result.out / 'best'})")
+        console.print(f"tuned {result.step} steps in {result.train_seconds:.0f} s, last loss "
+                      f"{loss}{held} -> {result.out}")
+# --- end of tokenswap tune -------------------------------------------------------------------
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Working directory for the demo's outputs.")] = Path(
@@ -278,9 +337,9 @@ bytes_app = typer.Typer(no_args_is_help=True, help=(
     " that ends anywhere (mid-token), ensemble models with different tokenizers."))
 app.add_typer(bytes_app, name="bytes")
 PruneOpt = Annotated[float, typer.Option(
-    help="Drop token paths below this fraction of the best path reaching the same byte; 0 = exact"
-         " sum over all tokenizations (errors past --max-nodes). The dropped probability is"
-         " reported: it bounds the error.")]
+    help="Drop token paths that carry less than this share of the probability of the text so"
+         " far; 0 = exact sum over all tokenizations (errors past --max-nodes). The dropped"
+         " probability is reported: it bounds the error.")]
 MaxNodesOpt = Annotated[int, typer.Option(
     help="Most token paths kept per byte position (best first).")]
 
@@ -340,6 +399,10 @@ def bytes_generate(
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     prune: PruneOpt = 1e-6,
     max_nodes: MaxNodesOpt = 64,
+    exact_prompt: Annotated[bool, typer.Option(
+        help="Sum over every tokenization of the whole prompt (a forward pass per prompt byte)"
+             " instead of reading all but its last two tokens as the tokenizer splits them.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: DeviceOpt = None,
 ) -> None:
@@ -351,7 +414,7 @@ def bytes_generate(
     result = generate_text(model or ["default"], prompt, weights=weight, combine=combine,
                            max_bytes=max_bytes, stop=stop, greedy=greedy,
                            temperature=temperature, seed=seed, device=device,
-                           prune=prune or None, max_nodes=max_nodes)
+                           prune=prune or None, max_nodes=max_nodes, exact_prompt=exact_prompt)
     passes = sum(m["forward_passes"] for m in result["members"])
     _bytes_json_or(result, as_json, [
         result["prompt"] + result["output"],

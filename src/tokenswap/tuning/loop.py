@@ -1,0 +1,600 @@
+"""The tuning loop: packed batches, staged parameters, held-out bits/byte, checkpoints, ranks.
+
+Short continued training closes most of what a zero-shot tokenizer transfer leaves open
+(Dobler & de Melo, "FOCUS", arXiv 2305.14481; Minixhofer et al., "Zero-Shot Tokenizer
+Transfer", arXiv 2405.07883; "Language Adaptation on a Tight Academic Compute Budget: Tokenizer
+Swapping Works and Pure bfloat16 Is Enough"). Per optimizer step:
+
+1. the global batch of packed sequences (:mod:`.data`) is a function of ``(seed, step)``; each
+   rank takes its share and splits it into ``grad_accum`` micro-batches;
+2. next-token cross-entropy is summed in float32 and divided by the *global* number of
+   predicted tokens, so gradients summed over micro-batches and ranks equal the gradient of
+   one process on the whole batch;
+3. the stage (:mod:`.stages`) decides which parameters train: embeddings only during the first
+   ``embedding_fraction`` of the run, then the whole model or LoRA adapters;
+4. AdamW, linear warm-up, then cosine/linear decay over ``steps`` (or over the time budget
+   when only ``minutes`` is given), gradient clipping.
+
+Every ``eval_every`` steps the model scores the held-out texts with
+:func:`tokenswap.evaluate.bpb.bits_per_byte`, the metric and bytes of ``tokenswap eval``; the
+result goes to ``out/log.jsonl`` and the progress bar, and the best model so far is kept in
+``out/best/`` (a plain model directory). Checkpoints (weights, optimizer, RNG states, step,
+training seconds, best score) go atomically to ``out/checkpoint/``; a run killed at any point
+resumes from the last one to the same final weights as an uninterrupted run. The final model
+(LoRA merged) and the tokenizer are written to ``out/`` itself: a directory
+``AutoModelForCausalLM``/``AutoTokenizer`` load as it is.
+
+Ranks (``torchrun``/``accelerate launch`` set ``WORLD_SIZE``): gloo on CPUs, NCCL on GPUs, one
+GPU per rank. Data parallel (default): every rank holds the whole model, gradients are summed
+across ranks after the backward pass (bucketed all-reduce, not overlapped with the backward
+pass: a stage switch changes the trainable set, which ``DistributedDataParallel`` cannot
+follow). ``fsdp=True`` shards parameters, gradients and optimizer state with FSDP2
+(``torch.distributed.fsdp.fully_shard``, one unit per decoder layer) for models that do not fit
+one device; every rank then scores the held-out texts in lock-step. Only rank 0 writes.
+
+Left out: LoRA under FSDP, activation checkpointing, fp32 master weights for bf16 (pure bf16 on
+purpose), attention masking at document boundaries inside packed sequences.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from tokenswap.errors import TokenswapError
+from tokenswap.evaluate.bpb import BpbResult, bits_per_byte
+from tokenswap.io.save import atomic_dir
+from tokenswap.tuning.config import RESUME_KEYS, Precision, Schedule, Stage, TuneConfig
+from tokenswap.tuning.data import batch_indices, pack, rank_micro_batches
+from tokenswap.tuning.stages import (
+    add_lora,
+    parameter_groups,
+    plain_model,
+    set_stage,
+    trainable_count,
+)
+
+CHECKPOINT = "checkpoint"
+BEST = "best"
+ADAPTER = "adapter"
+LOG_FILE = "log.jsonl"
+_BUCKET_ELEMENTS = 1 << 23  # gradients all-reduced per call (32 MB of float32)
+
+
+@dataclass
+class TuneResult:
+    model: nn.Module | None  # the tuned plain model (rank 0; None on other ranks under FSDP)
+    tokenizer: object
+    step: int  # steps done in total, resumed ones included
+    loss: float | None  # last training loss (nats per token)
+    eval_bpb: float | None  # held-out bits/byte of the final model
+    best_bpb: float | None  # best held-out bits/byte seen (kept in out/best)
+    best_step: int | None
+    out: Path
+    seconds: float  # wall time of this call
+    train_seconds: float  # time spent in training steps, over all resumed runs
+
+
+# ----------------------------------------------------------------------------- distributed
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    created: bool = False
+    device: torch.device = torch.device("cpu")  # NCCL reduces tensors on the rank's GPU only
+    fsdp: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, value: float) -> float:
+        if self.world == 1:
+            return float(value)
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t.item())
+
+    def from_main(self, value: float) -> float:
+        """Rank 0's value on every rank (clocks differ per rank; decisions must not)."""
+        return self.sum(value if self.main else 0.0)
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def sum_grads(self, params: list[nn.Parameter]) -> None:
+        """Sum gradients over ranks (gloo has no AVG; the loss is normalised globally)."""
+        if self.world == 1 or self.fsdp:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        bucket: list[torch.Tensor] = []
+        size = 0
+        for g in [*grads, None]:
+            if g is not None:
+                bucket.append(g)
+                size += g.numel()
+            if bucket and (g is None or size >= _BUCKET_ELEMENTS):
+                flat = torch.cat([b.reshape(-1) for b in bucket])
+                dist.all_reduce(flat)
+                offset = 0
+                for b in bucket:
+                    b.copy_(flat[offset:offset + b.numel()].view_as(b))
+                    offset += b.numel()
+                bucket, size = [], 0
+
+
+def _setup_distributed(device: torch.device, fsdp: bool) -> tuple[_Dist, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist(), device
+    created = False
+    if device.type == "cuda":  # one GPU per rank
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        created = True
+    return _Dist(dist.get_rank(), dist.get_world_size(), created, device, fsdp), device
+
+
+def _shard(model: nn.Module) -> None:
+    """FSDP2: one unit per decoder layer (the classes in ``_no_split_modules``), then the root."""
+    from torch.distributed.fsdp import fully_shard
+
+    names = set(getattr(model, "_no_split_modules", None) or [])
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    for layer in layers:
+        fully_shard(layer)
+    fully_shard(model)
+
+
+# ----------------------------------------------------------------------------- state
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _full_state(model: nn.Module, optimizer, ctx: _Dist) -> tuple[dict, dict]:
+    """Whole-model and optimizer state dicts (gathered on rank 0 under FSDP; collective)."""
+    if not ctx.fsdp:
+        return model.state_dict(), optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return (get_model_state_dict(model, options=opts),
+            get_optimizer_state_dict(model, optimizer, options=opts))
+
+
+def _load_state(model: nn.Module, optimizer, model_sd: dict, optim_sd: dict, ctx: _Dist) -> None:
+    if not ctx.fsdp:
+        model.load_state_dict(model_sd)
+        optimizer.load_state_dict(optim_sd)
+        return
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    opts = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, model_sd, options=opts)
+    set_optimizer_state_dict(model, optimizer, optim_sd, options=opts)
+
+
+def prepare_out(out: Path, resume: bool) -> bool:
+    """Create ``out`` or check it may be reused; True when a checkpoint will be resumed."""
+    if not out.exists():
+        if not out.resolve().parent.exists():
+            raise TokenswapError(f"the parent directory of {out} does not exist; create it first")
+        return False
+    if not out.is_dir():
+        raise TokenswapError(f"output {out} exists and is not a directory")
+    has_checkpoint = (out / CHECKPOINT / "state.pt").is_file()
+    if resume and has_checkpoint:
+        return True
+    if not any(out.iterdir()):
+        return False
+    if resume:
+        raise TokenswapError(f"output {out} exists but holds no checkpoint to resume; "
+                             "choose another --out")
+    raise TokenswapError(f"output {out} already exists; pass --resume to continue from its "
+                         "checkpoint, or choose another --out")
+
+
+# ----------------------------------------------------------------------------- schedule
+
+
+def lr_factor(cfg: TuneConfig, step: int, progress: float) -> float:
+    """Multiplier of the peak learning rate at ``step`` (``progress`` in [0, 1] of the run)."""
+    warmup = cfg.warmup_steps if cfg.steps is None else min(cfg.warmup_steps,
+                                                           max(1, cfg.steps // 10))
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if cfg.schedule == Schedule.CONSTANT:
+        return 1.0
+    if cfg.steps is not None:  # decay over the steps after warm-up
+        progress = min(1.0, (step - warmup) / max(1, cfg.steps - warmup))
+    progress = min(1.0, max(0.0, progress))
+    if cfg.schedule == Schedule.LINEAR:
+        return max(0.0, 1.0 - progress)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def tune_model(
+    bundle,
+    texts: Sequence[str],
+    out: str | os.PathLike,
+    *,
+    eval_texts: Sequence[str] | None = None,
+    device: str | torch.device | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    callback: Callable[[dict], None] | None = None,
+    provenance: dict | None = None,
+    **options,
+) -> TuneResult:
+    """Continue training ``bundle`` (a :class:`~tokenswap.io.models.ModelBundle`) on ``texts``.
+
+    ``options`` are :class:`~tokenswap.tuning.config.TuneConfig` fields. The bundle's model is
+    trained in place (and converted to bf16 or wrapped with LoRA adapters as asked); the
+    returned :class:`TuneResult` holds the plain tuned model. ``out`` receives the final model
+    and tokenizer, ``best/``, ``checkpoint/`` and ``log.jsonl``; an existing ``out`` with a
+    checkpoint is resumed when ``resume``. ``callback`` is called on every rank after every
+    step with that step's log record. ``provenance`` is merged into the saved ``tokenswap.json``.
+    """
+    cfg = TuneConfig.from_options(**options)
+    out = Path(out)
+    device = torch.device(device) if device is not None else \
+        bundle.model.get_input_embeddings().weight.device
+    ctx, device = _setup_distributed(device, cfg.fsdp)
+    try:
+        if ctx.fsdp and cfg.stage == Stage.LORA:
+            raise TokenswapError("LoRA with --fsdp is not supported; LoRA trains few weights, "
+                                 "use data parallel (drop --fsdp)")
+        rank_micro_batches(list(range(cfg.batch_size)), 0, ctx.world, cfg.grad_accum)  # checks
+        blocks = pack(bundle.tokenizer, texts, cfg.seq_len)
+        resuming = prepare_out(out, resume)
+        ctx.barrier()  # every rank has checked `out` before rank 0 creates it
+        if ctx.main:
+            out.mkdir(exist_ok=True)
+        ctx.barrier()
+        return _train(bundle, blocks, out, cfg, list(eval_texts or []), device, ctx, resuming,
+                      progress, callback, provenance or {})
+    finally:
+        if ctx.created:
+            dist.destroy_process_group()
+
+
+@torch.enable_grad()  # callers may hold torch.no_grad (benchmarks, inference code)
+def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts: list[str],
+           device: torch.device, ctx: _Dist, resuming: bool, progress: bool, callback,
+           provenance: dict) -> TuneResult:
+    start_time = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+
+    model = bundle.model.to(device)
+    if cfg.precision == Precision.BF16:
+        model.to(torch.bfloat16)
+    if cfg.stage == Stage.LORA:
+        model = add_lora(model, cfg)
+    if ctx.fsdp:
+        _shard(model)
+    model.train()
+    emb, body = parameter_groups(model, cfg)  # after sharding: FSDP2 swaps the parameters
+    emb_lr = cfg.embedding_lr if cfg.embedding_lr is not None else cfg.lr
+    groups = [{"params": emb, "lr": emb_lr, "peak_lr": emb_lr, "weight_decay": 0.0}]
+    if body:
+        groups.append({"params": body, "lr": cfg.lr, "peak_lr": cfg.lr,
+                       "weight_decay": cfg.weight_decay})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+
+    step, train_seconds, best_bpb, best_step = 0, 0.0, math.inf, None
+    if resuming:
+        ckpt = out / CHECKPOINT
+        saved = json.loads((ckpt / "state.json").read_text())
+        old = saved["config"]
+        changed = [k for k in RESUME_KEYS if old.get(k) != cfg.to_dict()[k]]
+        if changed:
+            values = ", ".join(f"{k}={old.get(k)}" for k in changed)
+            raise TokenswapError(
+                f"checkpoint {ckpt} was written with other {', '.join(changed)} ({values}); "
+                "resume with the same values or choose another --out")
+        state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
+        model_sd = torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True)
+        _load_state(model, optimizer, model_sd, state["optimizer"], ctx)
+        del model_sd
+        _set_rng_state(state["rng"])
+        step, train_seconds = int(state["step"]), float(state["train_seconds"])
+        best_bpb = float(state["best_bpb"]) if state["best_bpb"] is not None else math.inf
+        best_step = state["best_step"]
+
+    tokenizer = bundle.tokenizer
+    budget = cfg.minutes * 60 if cfg.minutes is not None else math.inf
+    global_count = cfg.batch_size * (cfg.seq_len - 1)  # predicted tokens per step, all ranks
+    log = (out / LOG_FILE).open("a") if ctx.main else None
+    bar = _Bar(cfg.steps, step) if progress and ctx.main else None
+    loss_value, eval_bpb, last_eval_step = None, None, -1
+    saved_step = step if resuming else -1
+    run_meta = {"steps": cfg.steps, "minutes": cfg.minutes, "ranks": ctx.world,
+                "sequences": len(blocks), "tokens": int(blocks.numel())}
+
+    def evaluate() -> dict:
+        nonlocal best_bpb, best_step, eval_bpb, last_eval_step
+        res = _held_out(model, tokenizer, eval_texts, cfg, ctx)
+        eval_bpb, last_eval_step = res.bits_per_byte, step
+        record = {"step": step, "train_seconds": train_seconds, "eval_bpb": res.bits_per_byte,
+                  "eval_bits": res.bits, "eval_bytes": res.bytes, "eval_tokens": res.tokens}
+        if res.bits_per_byte < best_bpb:
+            best_bpb, best_step = res.bits_per_byte, step
+            _export(model, tokenizer, out / BEST, ctx, {
+                **provenance, "tune": {**cfg.to_dict(), "step": step, "eval_bpb": best_bpb}})
+        record["best_bpb"] = best_bpb
+        _write(log, record)
+        if bar is not None:
+            bar.update(step, bpb=res.bits_per_byte)
+        return record
+
+    def checkpoint() -> None:
+        nonlocal saved_step
+        _save_checkpoint(out, model, optimizer, ctx, cfg, {
+            "step": step, "train_seconds": train_seconds, "data_position": step * cfg.batch_size,
+            "best_bpb": None if best_bpb == math.inf else best_bpb, "best_step": best_step})
+        saved_step = step
+
+    try:
+        if resuming:
+            _write(log, {"resumed_from": step, "train_seconds": train_seconds})
+        else:
+            _write(log, {"start": run_meta, "config": cfg.to_dict(),
+                         "trainable_embeddings": sum(p.numel() for p in emb),
+                         "trainable_body": sum(p.numel() for p in body)})
+            if eval_texts:
+                evaluate()  # the starting point: the zero-shot transfer
+        current_stage: bool | None = None
+        while cfg.steps is None or step < cfg.steps:
+            elapsed = ctx.from_main(train_seconds)
+            if elapsed >= budget:
+                break
+            fraction = step / cfg.steps if cfg.steps else elapsed / budget
+            embeddings_only = cfg.stage == Stage.EMBEDDINGS or fraction < cfg.embedding_fraction
+            if embeddings_only != current_stage:
+                set_stage(model, emb, body, embeddings_only)
+                current_stage = embeddings_only
+            factor = lr_factor(cfg, step, fraction)
+            for group in optimizer.param_groups:
+                group["lr"] = group["peak_lr"] * factor
+
+            t0 = time.perf_counter()
+            rows = batch_indices(len(blocks), step, cfg.batch_size, cfg.seed)
+            nats_local = 0.0
+            # FSDP averages gradients over ranks; the global normalisation wants their sum.
+            scale = ctx.world if ctx.fsdp else 1
+            for micro in rank_micro_batches(rows, ctx.rank, ctx.world, cfg.grad_accum):
+                ids = blocks[micro].to(device)  # (b, T)
+                logits = model(input_ids=ids, use_cache=False).logits  # (b, T, V)
+                nats = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                                       ids[:, 1:].reshape(-1), reduction="sum")
+                (nats * scale / global_count).backward()
+                nats_local += float(nats.detach())
+                del logits, nats
+            trainable = [p for p in model.parameters() if p.requires_grad]
+            ctx.sum_grads(trainable)
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                trainable, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            seconds = time.perf_counter() - t0
+            train_seconds += seconds
+
+            loss_value = ctx.sum(nats_local) / global_count
+            record = {"step": step, "loss": loss_value, "lr": factor * cfg.lr,
+                      "stage": "embeddings" if embeddings_only else cfg.stage.value,
+                      "grad_norm": float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor")
+                                         else grad_norm),
+                      "tokens_per_s": global_count / max(seconds, 1e-9),
+                      "train_seconds": train_seconds}
+            if step % cfg.log_every == 0 or step == 1:
+                _write(log, record)
+            if bar is not None:
+                bar.update(step, loss=loss_value, tps=record["tokens_per_s"])
+            if eval_texts and step % cfg.eval_every == 0:
+                evaluate()
+            if step % cfg.checkpoint_every == 0:
+                checkpoint()
+            if callback is not None:
+                callback(record)
+        if eval_texts and last_eval_step != step:
+            evaluate()
+        if saved_step != step:
+            checkpoint()
+        final = _export(model, tokenizer, out / ".final", ctx, {
+            **provenance, "tune": {**cfg.to_dict(), "step": step, "eval_bpb": eval_bpb,
+                                   "best_bpb": None if best_bpb == math.inf else best_bpb,
+                                   "best_step": best_step, "train_seconds": train_seconds}})
+        if ctx.main:
+            _publish(out / ".final", out)
+            if cfg.stage == Stage.LORA and cfg.save_adapter:
+                with atomic_dir(out / ADAPTER, overwrite=True) as tmp:
+                    model.save_pretrained(tmp)
+            if not cfg.keep_checkpoint:
+                shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+        ctx.barrier()
+    finally:
+        if bar is not None:
+            bar.close()
+        if log is not None:
+            log.close()
+    bundle.model = final if final is not None else model
+    return TuneResult(model=final, tokenizer=tokenizer, step=step, loss=loss_value,
+                      eval_bpb=eval_bpb, best_bpb=None if best_bpb == math.inf else best_bpb,
+                      best_step=best_step, out=out, seconds=time.perf_counter() - start_time,
+                      train_seconds=train_seconds)
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def _held_out(model: nn.Module, tokenizer, texts: list[str], cfg: TuneConfig,
+              ctx: _Dist) -> BpbResult:
+    """``bits_per_byte`` of the held-out texts: documents split over ranks (data parallel) or
+    scored by every rank in lock-step (FSDP: every forward pass is collective)."""
+    mine = texts if ctx.fsdp or ctx.world == 1 else texts[ctx.rank::ctx.world]
+    mine = [t for t in mine if t]
+    if mine:
+        res = bits_per_byte(_OutsideInferenceMode(model) if ctx.fsdp else model, tokenizer, mine,
+                            max_length=cfg.eval_max_length, batch_size=cfg.eval_batch_size)
+    else:
+        res = BpbResult(bits=0.0, bytes=0, tokens=0, documents=0)
+    if ctx.world == 1 or ctx.fsdp:
+        return res
+    return BpbResult(bits=ctx.sum(res.bits), bytes=int(ctx.sum(res.bytes)),
+                     tokens=int(ctx.sum(res.tokens)), documents=int(ctx.sum(res.documents)),
+                     unk_tokens=int(ctx.sum(res.unk_tokens)))
+
+
+class _OutsideInferenceMode(nn.Module):
+    """Runs the wrapped model with gradients off but outside ``torch.inference_mode``.
+
+    ``bits_per_byte`` scores under inference mode; FSDP2 would then gather parameters into
+    inference tensors that its next training step cannot update in place.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.inner = model
+        self.config = model.config
+
+    def get_output_embeddings(self):
+        return self.inner.get_output_embeddings()
+
+    def forward(self, *args, **kwargs):
+        with torch.inference_mode(False), torch.no_grad():
+            return self.inner(*args, **kwargs)
+
+
+def _save_checkpoint(out: Path, model: nn.Module, optimizer, ctx: _Dist, cfg: TuneConfig,
+                     state: dict) -> None:
+    """Write ``out/checkpoint/`` atomically: weights, optimizer, RNG states, step, clock."""
+    if not (ctx.main or ctx.fsdp):
+        ctx.barrier()
+        return
+    model_sd, optim_sd = _full_state(model, optimizer, ctx)  # collective under FSDP
+    if ctx.main:
+        with atomic_dir(out / CHECKPOINT, overwrite=True) as tmp:
+            torch.save(model_sd, tmp / "model.pt")
+            torch.save({"optimizer": optim_sd, "rng": _rng_state(), **state}, tmp / "state.pt")
+            (tmp / "state.json").write_text(json.dumps({**state, "config": cfg.to_dict()},
+                                                       indent=2) + "\n")
+    ctx.barrier()
+
+
+def _export(model: nn.Module, tokenizer, where: Path, ctx: _Dist, provenance: dict
+            ) -> nn.Module | None:
+    """Save the plain model (LoRA merged; FSDP gathered) + tokenizer to ``where`` (rank 0)."""
+    from tokenswap.api import save_model
+    from tokenswap.io.models import ModelBundle
+
+    if ctx.fsdp:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        from transformers import AutoModelForCausalLM
+
+        model_sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True,
+                                                                        cpu_offload=True))
+        plain = None
+        if ctx.main:
+            dtype = next(iter(model_sd.values())).dtype
+            plain = AutoModelForCausalLM.from_config(model.config, dtype=dtype)
+            plain.load_state_dict(model_sd)
+            plain.generation_config = model.generation_config
+    else:
+        plain = plain_model(model) if ctx.main else None
+    if ctx.main:
+        save_model(ModelBundle(plain, tokenizer, "tuned"), where, overwrite=True,
+                   provenance=provenance)
+    ctx.barrier()
+    return plain
+
+
+def _publish(staged: Path, out: Path) -> None:
+    """Move the files of a finished model directory into ``out`` (each rename is atomic)."""
+    for item in sorted(staged.iterdir()):
+        target = out / item.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(item, target)
+    staged.rmdir()
+
+
+def _write(log, record: dict) -> None:
+    if log is not None:
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+
+
+class _Bar:
+    def __init__(self, total: int | None, done: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(TextColumn("tune"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("loss {task.fields[loss]:.3f}"),
+                                 TextColumn("held-out {task.fields[bpb]:.4f} bits/byte"),
+                                 TextColumn("{task.fields[tps]:,.0f} tok/s"),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+        self.task = self.progress.add_task("tune", total=total, completed=done,
+                                           loss=float("nan"), bpb=float("nan"), tps=0.0)
+        self.progress.start()
+
+    def update(self, step: int, **fields) -> None:
+        self.progress.update(self.task, completed=step, **fields)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+__all__ = ["TuneResult", "lr_factor", "prepare_out", "trainable_count", "tune_model"]
