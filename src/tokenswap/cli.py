@@ -255,7 +255,6 @@ def hypernet_train(
                       f"-> {result.out}")
 
 
-
 # --- tokenswap tune: continued training after a transfer (src/tokenswap/tuning) -------------
 @app.command()
 def tune(
@@ -337,9 +336,9 @@ bytes_app = typer.Typer(no_args_is_help=True, help=(
     " that ends anywhere (mid-token), ensemble models with different tokenizers."))
 app.add_typer(bytes_app, name="bytes")
 PruneOpt = Annotated[float, typer.Option(
-    help="Drop token paths that carry less than this share of the probability of the text so"
-         " far; 0 = exact sum over all tokenizations (errors past --max-nodes). The dropped"
-         " probability is reported: it bounds the error.")]
+    help="Drop token paths below this fraction of the best path reaching the same byte; 0 = exact"
+         " sum over all tokenizations (errors past --max-nodes). The dropped probability is"
+         " reported: it bounds the error.")]
 MaxNodesOpt = Annotated[int, typer.Option(
     help="Most token paths kept per byte position (best first).")]
 
@@ -399,10 +398,6 @@ def bytes_generate(
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     prune: PruneOpt = 1e-6,
     max_nodes: MaxNodesOpt = 64,
-    exact_prompt: Annotated[bool, typer.Option(
-        help="Sum over every tokenization of the whole prompt (a forward pass per prompt byte)"
-             " instead of reading all but its last two tokens as the tokenizer splits them.")
-    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: DeviceOpt = None,
 ) -> None:
@@ -414,7 +409,7 @@ def bytes_generate(
     result = generate_text(model or ["default"], prompt, weights=weight, combine=combine,
                            max_bytes=max_bytes, stop=stop, greedy=greedy,
                            temperature=temperature, seed=seed, device=device,
-                           prune=prune or None, max_nodes=max_nodes, exact_prompt=exact_prompt)
+                           prune=prune or None, max_nodes=max_nodes)
     passes = sum(m["forward_passes"] for m in result["members"])
     _bytes_json_or(result, as_json, [
         result["prompt"] + result["output"],
