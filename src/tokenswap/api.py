@@ -246,10 +246,12 @@ def hypernet_train(
 
 def tune(
     model: ModelLike,
-    corpus: str | Sequence[str] | Sequence[Document],
+    corpus: str | Sequence[str] | Sequence[Document] | None,
     out: str | os.PathLike,
     *,
     eval_corpus: str | Sequence[str] | Sequence[Document] | None = None,
+    texts: Sequence[str] | None = None,
+    eval_texts: Sequence[str] | None = None,
     max_bytes: int | None = None,
     device: str | torch.device | None = None,
     resume: bool = True,
@@ -261,7 +263,8 @@ def tune(
 
     ``options`` are :class:`tokenswap.tuning.config.TuneConfig` fields (``steps``, ``minutes``,
     ``stage``, ``precision``, ``batch_size``, ...). ``eval_corpus`` is scored in bits per byte
-    during training (as :func:`evaluate` scores it). Returns a
+    during training (as :func:`evaluate` scores it). In Python, ``texts`` and ``eval_texts``
+    give the text directly instead of corpus specs. Returns a
     :class:`~tokenswap.tuning.loop.TuneResult`; ``out`` is a plain transformers model directory
     with the model's tokenizer, plus ``best/``, ``checkpoint/`` and ``log.jsonl``.
     """
@@ -271,10 +274,12 @@ def tune(
     TuneConfig.from_options(**options)  # bad options and outputs fail before any model loads
     if os.environ.get("RANK", "0") == "0":
         prepare_out(Path(out), resume)
-    texts = corpus_texts(corpus, max_bytes=max_bytes)
+    if texts is None:
+        texts = corpus_texts(corpus, max_bytes=max_bytes)
     if not texts:
         raise TokenswapError("no text to tune on; pass --corpus")
-    eval_texts = corpus_texts(eval_corpus) if eval_corpus is not None else None
+    if eval_texts is None and eval_corpus is not None:
+        eval_texts = corpus_texts(eval_corpus)
     bundle = as_bundle(model, device=device)
     provenance = {"tokenswap": __version__, "tuned_from": bundle.spec}
     if bundle.path is not None and (bundle.path / "tokenswap.json").is_file():

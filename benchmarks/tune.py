@@ -1,0 +1,218 @@
+"""Tuning after transfer: held-out bits/byte against tuning time, per initialisation, on CPU.
+
+One run on the packaged SmolLM2-135M, per target (German man pages, Python's standard library):
+
+1. the original model with its own tokenizer is tuned on the target's training text: the
+   control (what the same compute buys without a new tokenizer);
+2. SmolLM2 gets the target's 32k byte-level BPE (the cached tokenizer every benchmark uses)
+   with each initialisation - ``random``, ``mean`` (FVT), ``focus`` (the best heuristic of
+   ``peers.py``; trained on ``--corpus-bytes`` of the training split) and ``hypernet`` (only
+   with ``--hypernet DIR``) - and is tuned the same way on the same text, for the same budget
+   of training time (``--minutes`` per curve; evaluation time is not counted);
+3. every ``--eval-every`` steps each model scores the same held-out bytes (the 24 KB split of
+   every other benchmark) with ``tokenswap.evaluate.bpb.bits_per_byte``; at the end the
+   published model is scored again in float32.
+
+Writes results/<name>.{json,md,png} (``--name``, default ``tune``). The goal (issue 5): after
+the budget, the best transferred model is within 2% of the tuned original in bits/byte while
+reading the held-out text in at least 25% fewer tokens, and a better initialisation stays
+ahead for the whole budget. Curves are cached under .cache/tune-run/<name>/ (a killed run
+resumes; a finished curve is not run again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+
+import torch
+from common import CACHE, RESULTS, cap, corpus_split, machine, markdown_table, target_tokenizer, write_results
+
+from tokenswap import api
+from tokenswap.evaluate.bpb import bits_per_byte
+from tokenswap.io.models import ModelBundle, load_model, load_tokenizer
+from tokenswap.tuning import tune_model
+from tokenswap.tuning.loop import LOG_FILE
+
+INITS = ("original", "random", "mean", "focus", "hypernet")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--name", default="tune", help="results/<name>.* and .cache/tune-run/<name>")
+    p.add_argument("--targets", nargs="+", default=["de", "code"], choices=["de", "code"])
+    p.add_argument("--inits", nargs="+", default=list(INITS), choices=list(INITS))
+    p.add_argument("--hypernet", default=None, help="trained hypernet dir for the hypernet row")
+    p.add_argument("--minutes", type=float, default=8.0, help="training time per curve")
+    p.add_argument("--vocab-size", type=int, default=32000)
+    p.add_argument("--heldout-bytes", type=int, default=24000)
+    p.add_argument("--train-bytes", type=int, default=20_000_000,
+                   help="text read per corpus before the train/held-out split")
+    p.add_argument("--tune-bytes", type=int, default=4_000_000, help="tuning text per target")
+    p.add_argument("--corpus-bytes", type=int, default=4_000_000, help="FOCUS's training text")
+    p.add_argument("--stage", default="full", choices=["full", "lora", "embeddings"])
+    p.add_argument("--embedding-fraction", type=float, default=0.1)
+    p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--embedding-lr", type=float, default=1e-3)
+    p.add_argument("--warmup-steps", type=int, default=10)
+    p.add_argument("--eval-every", type=int, default=20, help="steps between held-out scores")
+    p.add_argument("--max-length", type=int, default=1024)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    return p.parse_args()
+
+
+def curve_of(out) -> list[dict]:
+    lines = (out / LOG_FILE).read_text().splitlines() if (out / LOG_FILE).is_file() else []
+    return [r for r in map(json.loads, lines) if "eval_bpb" in r]
+
+
+def run_curve(source: ModelBundle, target: dict, init: str, args, run_dir) -> dict:
+    """Transfer (unless the control), tune for the budget, score; cached per curve."""
+    out = run_dir / f"{target['name']}-{init}"
+    done = run_dir / f"{target['name']}-{init}.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    bundle = ModelBundle(model=copy.deepcopy(source.model), tokenizer=source.tokenizer,
+                         spec=source.spec)
+    transfer_seconds = 0.0
+    if init != "original":
+        t0 = time.perf_counter()
+        api.transfer(bundle, target["tokenizer"], method=init, seed=0,
+                     corpus=target["corpus"] if init == "focus" else None,
+                     hypernet=args.hypernet if init == "hypernet" else None)
+        transfer_seconds = time.perf_counter() - t0
+    result = tune_model(
+        bundle, target["tune_texts"], out, eval_texts=target["heldout"], minutes=args.minutes,
+        stage=args.stage, embedding_fraction=args.embedding_fraction,
+        precision=args.precision, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
+        embedding_lr=args.embedding_lr, warmup_steps=args.warmup_steps,
+        eval_every=args.eval_every, eval_max_length=args.max_length, eval_batch_size=4,
+        checkpoint_every=100, keep_checkpoint=False, progress=args.progress,
+        provenance={"benchmark": "tune", "init": init})
+    final = load_model(out)  # the published model, scored in float32
+    fp32 = bits_per_byte(final.model, final.tokenizer, target["heldout"],
+                         max_length=args.max_length, batch_size=4)
+    row = {"target": target["name"], "init": init, "steps": result.step,
+           "train_seconds": result.train_seconds, "transfer_seconds": transfer_seconds,
+           "curve": [{k: r[k] for k in ("step", "train_seconds", "eval_bpb", "eval_tokens",
+                                        "eval_bytes")} for r in curve_of(out)],
+           "final_bpb": result.eval_bpb, "best_bpb": result.best_bpb,
+           "final_bpb_fp32": fp32.bits_per_byte, "tokens_per_byte": fp32.tokens_per_byte}
+    done.write_text(json.dumps(row, indent=2) + "\n")
+    return row
+
+
+def main() -> int:
+    args = parse_args()
+    torch.set_grad_enabled(False)  # tuning enables it for its own steps
+    run_dir = CACHE / "tune-run" / args.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    source = load_model("default")
+    rows, notes = [], []
+    for name in args.targets:
+        train, heldout = corpus_split(name, args.train_bytes, args.heldout_bytes)
+        target = {"name": name, "heldout": heldout,
+                  "tokenizer": load_tokenizer(target_tokenizer(name, train, args.vocab_size,
+                                                               source.tokenizer)),
+                  "corpus": cap(train, args.corpus_bytes),
+                  "tune_texts": [d.text for d in cap(train, args.tune_bytes)]}
+        for init in args.inits:
+            if init == "hypernet" and not args.hypernet:
+                notes.append(f"{name}: hypernet row not run (no --hypernet DIR given)")
+                continue
+            row = run_curve(source, target, init, args, run_dir)
+            rows.append(row)
+            print(f"[{name}] {init}: {row['steps']} steps in {row['train_seconds']:.0f} s, "
+                  f"bits/byte {row['curve'][0]['eval_bpb']:.3f} -> {row['final_bpb_fp32']:.3f}",
+                  flush=True)
+    report(args, rows, notes)
+    return 0
+
+
+def goals(rows: list[dict]) -> dict:
+    """Per target: the best transferred curve against the tuned original; curve ordering."""
+    out = {}
+    for name in sorted({r["target"] for r in rows}):
+        mine = {r["init"]: r for r in rows if r["target"] == name}
+        control = mine.get("original")
+        moved = [r for k, r in mine.items() if k != "original"]
+        if control is None or not moved:
+            continue
+        best = min(moved, key=lambda r: r["final_bpb_fp32"])
+        ahead = {}
+        order = [k for k in ("random", "mean", "focus", "hypernet") if k in mine]
+        for worse, better in zip(order, order[1:], strict=False):
+            a, b = mine[worse]["curve"], mine[better]["curve"]
+            n = min(len(a), len(b))
+            ahead[f"{better} < {worse}"] = all(b[i]["eval_bpb"] < a[i]["eval_bpb"] for i in range(n))
+        out[name] = {"best_init": best["init"],
+                     "bpb_ratio": best["final_bpb_fp32"] / control["final_bpb_fp32"],
+                     "tokens_ratio": best["tokens_per_byte"] / control["tokens_per_byte"],
+                     "within_2pct": best["final_bpb_fp32"] <= 1.02 * control["final_bpb_fp32"],
+                     "tokens_25pct_fewer": best["tokens_per_byte"]
+                     <= 0.75 * control["tokens_per_byte"],
+                     "better_init_stays_ahead_at_every_eval": ahead}
+    return out
+
+
+def report(args, rows: list[dict], notes: list[str]) -> None:
+    table_rows = []
+    for r in rows:
+        control = next((c for c in rows if c["target"] == r["target"] and c["init"] == "original"),
+                       None)
+        ratio = r["final_bpb_fp32"] / control["final_bpb_fp32"] if control else float("nan")
+        table_rows.append([r["target"], r["init"], r["curve"][0]["eval_bpb"],
+                           r["final_bpb_fp32"], ratio, r["tokens_per_byte"], r["steps"],
+                           f"{r['train_seconds'] / 60:.1f}"])
+    table = markdown_table(["target", "init", "bits/byte before", "bits/byte after",
+                            "ratio to tuned original", "tokens/byte", "steps", "minutes"],
+                           table_rows)
+    g = goals(rows)
+    payload = {"machine": machine(), "args": vars(args), "rows": rows, "goals": g,
+               "notes": notes}
+    text = (f"# Tuning after transfer (SmolLM2-135M, CPU, {args.minutes:g} min per curve)\n\n"
+            f"`python benchmarks/tune.py --name {args.name} --minutes {args.minutes:g}` "
+            f"({args.stage}, {args.precision}, batch {args.batch_size} x {args.seq_len} tokens, "
+            f"embeddings only for the first {args.embedding_fraction:.0%}); bits/byte on the "
+            "same held-out bytes, after = the published model in float32.\n\n" + table)
+    if notes:
+        text += "\n\n" + "\n".join(f"- {n}" for n in notes)
+    text += "\n\nGoals: " + json.dumps(g)
+    write_results(args.name, payload, text)
+    plot(args, rows)
+    print(text)
+
+
+def plot(args, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = sorted({r["target"] for r in rows})
+    fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], targets, strict=True):
+        for r in (r for r in rows if r["target"] == name):
+            xs = [p["train_seconds"] / 60 for p in r["curve"]]
+            ys = [p["eval_bpb"] for p in r["curve"]]
+            style = "k--" if r["init"] == "original" else "-"
+            ax.plot(xs, ys, style, marker="o", ms=3, color=None if r["init"] != "original"
+                    else "k", label=r["init"] + (" (own tokenizer)" if r["init"] == "original"
+                                                 else ""))
+        ax.set_xlabel("tuning time, minutes on 2 CPU cores")
+        ax.set_ylabel("held-out bits/byte")
+        ax.set_title(f"{name}: SmolLM2-135M tuned after transfer")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    fig.savefig(RESULTS / f"{args.name}.png", dpi=120)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
