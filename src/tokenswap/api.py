@@ -61,6 +61,7 @@ class TransferResult:
     bundle: ModelBundle
     stats: TransferStats
     out: Path | None = None
+    undertrained: list[dict] | None = None  # new tokens that look under-trained (opt-in)
 
 
 def _counts(provenance: np.ndarray) -> dict[str, int]:
@@ -109,6 +110,7 @@ def transfer(
     dictionary: str | os.PathLike | Sequence[tuple[str, str]] | None = None,
     hypernet: str | os.PathLike | object | None = None,
     allow_other_base: bool = False,
+    report_undertrained: int = 0,
 ) -> TransferResult:
     """Give ``model`` the vocabulary of ``tokenizer``, initialised by ``method``.
 
@@ -127,6 +129,9 @@ def transfer(
     ``hypernet`` is a trained hypernet directory (or a loaded ``Hypernet``) for the
     ``hypernet`` method; it must have been trained for this model's embeddings unless
     ``allow_other_base`` says the model is a fine-tuned copy of its base.
+    With ``report_undertrained`` > 0, up to that many new tokens whose embeddings look like the
+    source model's unused tokens are listed (:func:`tokenswap.audit.glitch.undertrained_new_tokens`)
+    in ``result.undertrained`` and in the saved ``tokenswap.json``.
     """
     if tokenizer is None:
         raise TokenswapError("transfer needs a target tokenizer (--tokenizer)")
@@ -188,6 +193,16 @@ def transfer(
         new_bias.matrix.reshape(-1) if new_bias is not None else None,
         tokenizer=target_tok, id_map=id_map,
     )
+    undertrained = None
+    if report_undertrained > 0:
+        from tokenswap.audit.glitch import undertrained_new_tokens
+
+        fresh = np.flatnonzero((pair.provenance != Provenance.EXACT)
+                               & (pair.provenance != Provenance.SPECIAL))
+        source_unemb = source_in if source_out is None else source_out.detach()
+        new_unemb = new_in.matrix if new_out is None else new_out.matrix
+        undertrained = undertrained_new_tokens(source_unemb, bundle.tokenizer, new_unemb, fresh,
+                                               target_tok, top=report_undertrained)
     bundle.tokenizer = target_tok
     stats = TransferStats(
         method=init.name, source_vocab=int(source_in.shape[0]), target_vocab=len(pair),
@@ -199,8 +214,10 @@ def transfer(
         "tokenswap": __version__, "source_model": bundle.spec, "method": init.name,
         "seed": seed, "extend": extend, "stats": stats.to_dict(),
         **({"hypernet": str(getattr(hypernet_model, "path", "in memory"))}
-           if hypernet_model is not None else {})}) if out is not None else None
-    return TransferResult(bundle=bundle, stats=stats, out=saved)
+           if hypernet_model is not None else {}),
+        **({"undertrained": undertrained} if undertrained is not None else {})}
+    ) if out is not None else None
+    return TransferResult(bundle=bundle, stats=stats, out=saved, undertrained=undertrained)
 
 
 def bind_hypernet(hypernet, bundle: ModelBundle, *, allow_other_base: bool = False,
@@ -443,3 +460,63 @@ def tokenizer_train(
         with atomic_dir(out, overwrite=overwrite) as tmp:
             tok.save_pretrained(tmp)
     return tok
+
+
+# --- tokenswap glitch and mixture (src/tokenswap/audit/glitch.py, mixture.py) ---------------
+
+
+def glitch(
+    model: ModelLike = None,
+    *,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    max_verify: int = 200,
+    threshold: float = 0.01,
+    batch_size: int = 16,
+    controls: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+):
+    """Under-trained token candidates of ``model`` with scores, the top ``max_verify`` verified
+    with repeat prompts (:func:`tokenswap.audit.glitch.find_glitch_tokens`).
+
+    With ``out``, ``glitch.json`` and ``glitch.md`` are written there atomically. Returns a
+    :class:`~tokenswap.audit.glitch.GlitchResult`.
+    """
+    from tokenswap.audit.glitch import find_glitch_tokens
+
+    if out is not None:
+        check_output_dir(out, overwrite=overwrite)
+    bundle = as_bundle(model, device=device)
+    result = find_glitch_tokens(bundle, max_verify=max_verify, threshold=threshold,
+                                batch_size=batch_size, controls=controls, progress=progress)
+    if out is not None:
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            (tmp / "glitch.json").write_text(json.dumps(result.to_dict(), indent=2,
+                                                        ensure_ascii=False) + "\n")
+            (tmp / "glitch.md").write_text(result.to_markdown())
+    return result
+
+
+def mixture(
+    tokenizer: TokenizerLike,
+    samples: dict[str, str | Sequence[str] | Sequence[Document]],
+    *,
+    max_bytes: int | None = 2_000_000,
+    steps: int = 3000,
+    competitors: int = 100,
+    slack: str = "paper",
+    progress: bool = False,
+):
+    """Infer the proportions of the categories in ``samples`` in ``tokenizer``'s training data.
+
+    ``samples`` maps a category name to corpus specs (paths, globs) or read documents; each is
+    read up to ``max_bytes``. Raw strings: call
+    :func:`tokenswap.audit.mixture.infer_mixture` directly.
+    """
+    from tokenswap.audit.mixture import infer_mixture
+
+    texts = {name: corpus_texts(spec, max_bytes=max_bytes) or [] for name, spec in samples.items()}
+    return infer_mixture(as_tokenizer(tokenizer), texts, steps=steps, competitors=competitors,
+                         slack=slack, progress=progress)
+# --- end of tokenswap glitch and mixture -----------------------------------------------------

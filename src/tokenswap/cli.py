@@ -79,6 +79,9 @@ def transfer(
         help="Trained hypernet directory for --method hypernet (`tokenswap hypernet train`).")] = None,
     allow_other_base: Annotated[bool, typer.Option(
         help="Apply --hypernet to a fine-tuned copy of the model it was trained for.")] = False,
+    report_undertrained: Annotated[int, typer.Option(
+        help="List up to N new tokens whose embeddings look like the source model's unused "
+             "tokens (also saved in tokenswap.json); 0 = off.")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
     device: DeviceOpt = None,
@@ -93,12 +96,19 @@ def transfer(
                               max_new_tokens=max_new_tokens, seed=seed,
                               device=device, source_corpus=source_corpus, dictionary=dictionary,
                               options=parse_options(option or []), hypernet=hypernet,
-                              allow_other_base=allow_other_base)
+                              allow_other_base=allow_other_base,
+                              report_undertrained=report_undertrained)
     s = result.stats
     console.print(f"{s.method}: {s.source_vocab:,} -> {s.target_vocab:,} tokens in {s.seconds:.1f} s")
     console.print(f"  input:  {describe({**s.input, 'total': s.target_vocab})}")
     if s.output is not None:
         console.print(f"  output: {describe({**s.output, 'total': s.target_vocab})}")
+    if result.undertrained is not None:
+        console.print(f"  {len(result.undertrained)} new tokens look under-trained"
+                      + (":" if result.undertrained else ""))
+        for t in result.undertrained:
+            console.print(f"    {t['id']:>7} {t['text']!r:<24} similarity {t['similarity']:.3f}",
+                          highlight=False, markup=False)
     console.print(f"saved to {result.out}")
 
 
@@ -416,6 +426,83 @@ def bytes_generate(
         f"-- {result['bytes']} bytes, stopped by {result['stop_reason']}, {passes} forward passes,"
         f" {result['seconds']:.2f} s"])
 # --- end of tokenswap bytes -------------------------------------------------------------------
+
+
+# --- tokenswap glitch / mixture (src/tokenswap/audit/glitch.py, mixture.py) ------------------
+@app.command()
+def glitch(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for glitch.json and glitch.md.")],
+    model: ModelOpt = "default",
+    max_verify: Annotated[int, typer.Option(
+        help="Verify the N strongest candidates with repeat prompts (one forward pass per "
+             "template each); 0 = indicators only.")] = 200,
+    threshold: Annotated[float, typer.Option(
+        help="Confirmed under-trained when the best repeat probability is below this.")] = 0.01,
+    batch_size: Annotated[int, typer.Option(help="Prompts per forward pass.")] = 16,
+    controls: Annotated[int, typer.Option(
+        help="Also verify N random ordinary tokens, for comparison.")] = 0,
+    show: Annotated[int, typer.Option(help="Candidates printed.")] = 20,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+    device: DeviceOpt = None,
+) -> None:
+    """Under-trained tokens (Land & Bartolo 2024): tokenizer analysis, weights, repeat prompts."""
+    from tokenswap import api
+
+    result = api.glitch(model, out=out, overwrite=overwrite, max_verify=max_verify,
+                        threshold=threshold, batch_size=batch_size, controls=controls,
+                        device=device, progress=True)
+    table = Table(title=f"under-trained token candidates of {result.model} "
+                        f"(indicator: {result.indicator})")
+    for col in ("rank", "id", "token", "similarity", "norm", "max P(repeat)", "confirmed"):
+        table.add_column(col, justify="left" if col == "token" else "right")
+    for rank, c in enumerate(result.candidates[:show], 1):
+        table.add_row(str(rank), str(c.id), repr(c.text), f"{c.similarity:.3f}", f"{c.norm:.3f}",
+                      "-" if c.probability is None else f"{c.probability:.3g}",
+                      "-" if c.confirmed is None else ("yes" if c.confirmed else "no"))
+    console.print(table)
+    console.print(f"{result.special} special, {result.undecodable} undecodable, "
+                  f"{len(result.unreachable)} unreachable tokens; {result.confirmed} of "
+                  f"{result.verified} verified candidates confirmed -> {out}")
+
+
+@app.command()
+def mixture(
+    sample: Annotated[list[str], typer.Option(
+        help="NAME=PATH: text of one category (files, dirs, globs); repeat per category.")],
+    tokenizer: Annotated[str, typer.Option(
+        "--tokenizer", "-t", help="A BPE tokenizer: dir, tokenizer.json or a model spec.")] = "default",
+    max_bytes: Annotated[int, typer.Option(help="Read at most this much per category.")] = 2_000_000,
+    steps: Annotated[int, typer.Option(help="Use the first T merges.")] = 3000,
+    competitors: Annotated[int, typer.Option(
+        help="Competing pairs per category and merge step.")] = 100,
+    slack: Annotated[str, typer.Option(
+        help="'paper' (one slack per step and per pair, v_t + v_p) or 'constraint' (one per "
+             "constraint; slower).")] = "paper",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON.")] = None,
+) -> None:
+    """Infer a BPE tokenizer's training-data mixture from its merge list (Hayase et al. 2024)."""
+    from tokenswap import api
+
+    samples: dict[str, list[str]] = {}
+    for item in sample:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise TokenswapError(f"--sample {item!r}: expected NAME=PATH, e.g. de=/usr/share/man/de")
+        samples.setdefault(name.strip(), []).append(path.strip())
+    result = api.mixture(tokenizer, samples, max_bytes=max_bytes, steps=steps,
+                         competitors=competitors, slack=slack, progress=True)
+    table = Table(title=f"inferred training mixture of {tokenizer} (first {result.steps} merges)")
+    for col in ("category", "proportion", "sample bytes"):
+        table.add_column(col, justify="left" if col == "category" else "right")
+    for name, value in result.proportions.items():
+        table.add_row(name, f"{value:.1%}", f"{result.sample_bytes[name]:,}")
+    console.print(table)
+    console.print(f"{result.used_steps} merges constrain, {result.unseen_merges} occur in no "
+                  f"sample; {result.constraints:,} constraints, slack {result.objective:.3g}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        console.print(f"wrote {json_out}")
+# --- end of tokenswap glitch / mixture --------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
