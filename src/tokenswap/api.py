@@ -261,6 +261,7 @@ def hypernet_train(
                           resume=resume, progress=progress, **options)
 
 
+
 def tune(
     model: ModelLike,
     corpus: str | Sequence[str] | Sequence[Document] | None,
@@ -460,6 +461,139 @@ def tokenizer_train(
         with atomic_dir(out, overwrite=overwrite) as tmp:
             tok.save_pretrained(tmp)
     return tok
+
+
+# --- tokenswap audit: tokenizer metrics, parity, report (src/tokenswap/audit) ---------------
+
+
+def _tokenizer_label(spec: TokenizerLike) -> str:
+    if isinstance(spec, PreTrainedTokenizerBase):
+        return Path(str(getattr(spec, "name_or_path", "") or "tokenizer")).name or "tokenizer"
+    text = str(spec)
+    path = Path(text)
+    name = path.stem if path.suffix in (".json", ".model", ".gguf") else path.name or text
+    if name in ("model", "tokenizer", "") and path.parent.name:
+        name = path.parent.name
+    return name
+
+
+def audit(
+    tokenizers: Sequence[TokenizerLike],
+    corpora: dict,
+    *,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    names: Sequence[str] | None = None,
+    reference: str = "en",
+    max_bytes: int | None = None,
+    examples: bool = True,
+    progress=None,
+):
+    """Measure what each tokenizer does to each corpus; parity against ``reference``.
+
+    ``tokenizers`` are tokenizer paths, model specs (``"default"``, a HF dir, a ``.gguf``: only
+    the tokenizer is used) or loaded tokenizers. ``corpora`` maps a language or domain name to
+    corpus specs (files, directories, globs; HTML is reduced to text), to read documents or to
+    a :class:`~tokenswap.audit.parity.ParallelCorpus`; ``max_bytes`` caps each corpus. Parity
+    is computed for the corpora that share files (chapters) with ``reference`` (see
+    :mod:`tokenswap.audit.parity`). With ``out`` the JSON, the HTML report and the plots are
+    written there atomically. ``progress`` is called with a line of text per step.
+    Returns an :class:`~tokenswap.audit.report.AuditReport`.
+    """
+    from tokenswap.audit.metrics import (
+        METRICS,
+        TokenizerInfo,
+        corpus_metrics,
+        encode_corpus,
+        vocab_metrics,
+    )
+    from tokenswap.audit.parity import ParallelCorpus, pair_keys, parity, read_language
+    from tokenswap.audit.report import AuditReport, pick_sample, segment
+
+    if not tokenizers:
+        raise TokenswapError("no tokenizer to audit; pass at least one tokenizer or model spec")
+    if not corpora:
+        raise TokenswapError("no corpus to audit on; pass --corpus NAME=PATH")
+    if names is not None and len(names) != len(tokenizers):
+        raise TokenswapError(f"{len(names)} names for {len(tokenizers)} tokenizers")
+    if out is not None:
+        check_output_dir(out, overwrite=overwrite)
+    say = progress or (lambda line: None)
+
+    parallel: list[ParallelCorpus] = []
+    for name, value in corpora.items():
+        if isinstance(value, ParallelCorpus):
+            parallel.append(value)
+        elif isinstance(value, Sequence) and value and isinstance(value[0], Document):
+            docs = list(value)
+            parallel.append(ParallelCorpus(name, docs, pair_keys([d.source for d in docs], name)))
+        else:
+            parallel.append(read_language(name, value, max_bytes=max_bytes))
+        say(f"read {name}: {len(parallel[-1].docs)} documents, {parallel[-1].n_bytes:,} bytes")
+
+    labels = list(names) if names is not None else [_tokenizer_label(t) for t in tokenizers]
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            labels[i] = f"{label}#{seen[label]}"
+
+    report = AuditReport(metrics=[m.describe() for m in METRICS.values()])
+    samples = {c.lang: pick_sample(c.texts) for c in parallel} if examples else {}
+    report.examples = [{"corpus": lang, "text": text, "pieces": {}, "tokens": {}, "unk": {}}
+                       for lang, text in samples.items()]
+    counts: dict[str, dict] = {}
+    encode_seconds = 0.0
+    for spec, label in zip(tokenizers, labels, strict=True):
+        tokenizer = as_tokenizer(spec)
+        info = TokenizerInfo.from_tokenizer(tokenizer, label, spec=None if isinstance(
+            spec, PreTrainedTokenizerBase) else str(spec))
+        start = time.perf_counter()
+        vocab = vocab_metrics(info)
+        report.tokenizers.append({"name": label, "spec": info.spec,
+                                  "family": info.vocab.family.value, "vocab": vocab,
+                                  "seconds": time.perf_counter() - start})
+        say(f"{label}: {info.size:,} tokens, {int(vocab['unreachable'])} unreachable")
+        counts[label] = {}
+        for corpus in parallel:
+            enc = encode_corpus(info, corpus.texts)
+            begin = time.perf_counter()
+            values = corpus_metrics(enc)
+            seconds = enc.seconds + time.perf_counter() - begin
+            encode_seconds += seconds
+            report.rows.append({"tokenizer": label, "corpus": corpus.lang, "metrics": values,
+                                "tokens": enc.n_tokens, "bytes": enc.n_bytes,
+                                "seconds": seconds, "mb_per_s": enc.n_bytes / 1e6 / seconds})
+            if len(report.corpora) < len(parallel):
+                report.corpora.append({
+                    "name": corpus.lang, "docs": enc.n_docs, "bytes": enc.n_bytes,
+                    "chars": enc.n_chars, "words": enc.n_words,
+                    "chars_per_word": enc.chars_per_word,
+                    "word_length_per_char": enc.word_length_per_char,
+                    "unit": "word" if enc.spaced else "character"})
+            counts[label][corpus.lang] = (corpus.keys, enc.doc_tokens.tolist())
+            say(f"{label} on {corpus.lang}: {values['tokens_per_byte']:.4f} tokens/byte, "
+                f"{enc.n_bytes / 1e6 / seconds:.2f} MB/s")
+            del enc
+        for example in report.examples:
+            pieces = segment(info.backend, example["text"])
+            example["pieces"][label] = pieces
+            ids = sorted({i for p in pieces for i in p["ids"]})
+            example["tokens"][label] = {str(i): info.backend.id_to_token(i) for i in ids}
+            example["unk"][label] = info.unk_id
+
+    if any(c.lang == reference for c in parallel):
+        report.parity = {"reference": reference, "ratios": {
+            label: {lang: p.to_dict() for lang, p in parity(by_lang, reference).items()}
+            for label, by_lang in counts.items()}}
+    total = sum(c["bytes"] for c in report.corpora)
+    report.timing = {"encode_seconds": encode_seconds, "bytes": total,
+                     "mb_per_s": total * len(labels) / 1e6 / max(encode_seconds, 1e-9)}
+    if out is not None:
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            report.write(tmp)
+    return report
+# --- end of tokenswap audit -----------------------------------------------------------------
 
 
 # --- tokenswap glitch and mixture (src/tokenswap/audit/glitch.py, mixture.py) ---------------
