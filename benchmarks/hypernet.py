@@ -4,7 +4,8 @@ One run on the packaged SmolLM2-135M:
 
 1. train a hypernet (``tokenswap.hypernet.train_hypernet``) on the training splits of German,
    Russian and English man pages and Python's standard library, one freshly sampled UnigramLM
-   tokenizer per batch, in segments of wall-clock time (``--marks``, minutes since the start);
+   tokenizer per batch, in segments ending at the optimizer steps ``--marks``; the wall-clock
+   and CPU time of each segment are recorded (CPU time is the fair clock on a shared machine);
 2. after every segment, give SmolLM2 each target tokenizer with the hypernet and score the
    held-out bytes: the byte-level BPE tokenizers trained on German, Russian and code (the same
    ones and the same 24 KB held-out text as ``peers.py``; never sampled in training: the sampler
@@ -23,11 +24,20 @@ import copy
 import json
 import shutil
 import time
-from pathlib import Path
 
 import torch
-from common import (CACHE, RESULTS, cap, corpus_split, gemma_dir, machine, markdown_table,
-                    original_score, target_tokenizer, write_results)
+from common import (
+    CACHE,
+    RESULTS,
+    cap,
+    corpus_split,
+    gemma_dir,
+    machine,
+    markdown_table,
+    original_score,
+    target_tokenizer,
+    write_results,
+)
 
 from tokenswap import api
 from tokenswap.evaluate.bpb import bits_per_byte
@@ -42,8 +52,8 @@ TRAIN_LANGUAGES = ("de", "ru", "code", "en")
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--marks", type=float, nargs="+", default=[5, 15, 30, 45, 60],
-                   help="minutes of hypernet training after which the targets are scored")
+    p.add_argument("--marks", type=int, nargs="+", default=[100, 250, 500],
+                   help="optimizer steps after which the targets are scored")
     p.add_argument("--targets", nargs="+", default=["de", "ru", "code", "gemma"],
                    choices=["de", "ru", "code", "gemma"])
     p.add_argument("--baselines", nargs="+", default=["mean", "focus"])
@@ -107,20 +117,22 @@ def transferred(source: ModelBundle, target: dict, args, label: str, **kw) -> di
     return {"bits_per_byte": bpb, "transfer_seconds": seconds}
 
 
-def train_segment(source: ModelBundle, texts, valid, until_minutes: float, args) -> dict:
-    """Continue training the run's hypernet until it has trained ``until_minutes`` in total."""
+def train_segment(source: ModelBundle, texts, valid, until_step: int, args) -> dict:
+    """Continue training the run's hypernet until step ``until_step``; the time it took."""
     state_file = RUN / "clock.json"
-    clock = json.loads(state_file.read_text()) if state_file.is_file() else {"seconds": 0.0}
-    budget = until_minutes * 60 - clock["seconds"]
-    if budget > 1:
-        t0 = time.perf_counter()
+    clock = json.loads(state_file.read_text()) if state_file.is_file() else {
+        "seconds": 0.0, "cpu_seconds": 0.0, "step": 0}
+    if clock["step"] < until_step:
+        t0, c0 = time.perf_counter(), time.process_time()
         result = train_hypernet(
-            source, texts, RUN / "hypernet", eval_texts=valid, minutes=budget / 60, resume=True,
-            batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
-            warmup_steps=args.warmup_steps, eval_every=100, checkpoint_every=50,
+            source, texts, RUN / "hypernet", eval_texts=valid, minutes=10**6, resume=True,
+            stop_after=until_step, batch_size=args.batch_size, seq_len=args.seq_len,
+            lr=args.lr, warmup_steps=args.warmup_steps, eval_every=100, checkpoint_every=50,
             sampler={"vocab_min": args.vocab_min, "vocab_max": args.vocab_max},
             progress=args.progress)
-        clock = {"seconds": clock["seconds"] + time.perf_counter() - t0, "step": result.step}
+        clock = {"seconds": clock["seconds"] + time.perf_counter() - t0,
+                 "cpu_seconds": clock["cpu_seconds"] + time.process_time() - c0,
+                 "step": result.step}
         state_file.write_text(json.dumps(clock) + "\n")
     return clock
 
@@ -165,16 +177,17 @@ def main() -> int:
         clock = train_segment(source, texts, valid, mark, args)
         hn = Hypernet.load(RUN / "hypernet")
         for name, t in tgts.items():
-            key = f"{name}/hypernet@{mark:g}"
+            key = f"{name}/hypernet@{mark}"
             if key not in points:
-                row = transferred(source, t, args, f"{name} hypernet {mark:g} min",
+                row = transferred(source, t, args, f"{name} hypernet step {mark}",
                                   method="hypernet", hypernet=str(RUN / "hypernet"))
                 pair = build_pair(source.tokenizer, t["tokenizer"])
                 row["truncated_tokens"] = PieceInputs.from_pair(pair, hn.config.max_pieces
                                                                 ).stats.truncated
-                remember(key, {**row, "minutes": mark, "train_seconds": clock["seconds"],
-                               "step": clock.get("step")})
-            print(f"[{name}] hypernet after {mark:g} min (step {points[key]['step']}): "
+                remember(key, {**row, "step": clock["step"], "train_seconds": clock["seconds"],
+                               "train_cpu_seconds": clock["cpu_seconds"]})
+            print(f"[{name}] hypernet after step {mark} ({points[key]['train_seconds'] / 60:.1f} "
+                  f"min, {points[key]['train_cpu_seconds'] / 60:.1f} CPU min): "
                   f"{points[key]['bits_per_byte']:.3f}", flush=True)
 
     report(args, tgts, points, hn.config)
@@ -187,21 +200,22 @@ def report(args, tgts: dict, points: dict, hn_config) -> None:
         base = points[f"{name}/original"]["bits_per_byte"]
         found = [("original", points[f"{name}/original"])]
         found += [(m, points[f"{name}/{m}"]) for m in args.baselines]
-        found += [(f"hypernet {mark:g} min", points[f"{name}/hypernet@{mark:g}"])
+        found += [(f"hypernet step {mark}", points[f"{name}/hypernet@{mark}"])
                   for mark in args.marks]
         for row, p in found:
             entry = {"target": name, "tokenizer": t["label"], "text": t["text"], "row": row,
                      **p, "bpb_ratio": p["bits_per_byte"] / base}
             entries.append(entry)
-            rows.append([name, row, p["bits_per_byte"], entry["bpb_ratio"],
-                         p.get("step", ""), f"{p['transfer_seconds']:.0f}"
-                         if "transfer_seconds" in p else ""])
+            minutes = (f"{p['train_seconds'] / 60:.1f} / {p['train_cpu_seconds'] / 60:.1f}"
+                       if "train_seconds" in p else "")
+            rows.append([name, row, p["bits_per_byte"], entry["bpb_ratio"], minutes,
+                         f"{p['transfer_seconds']:.0f}" if "transfer_seconds" in p else ""])
     curve = log_curve()
     payload = {"machine": machine(), "args": vars(args), "hypernet": vars(hn_config),
                "training_text_languages": TRAIN_LANGUAGES, "rows": entries,
                "training_log": curve}
-    table = markdown_table(["target", "row", "bits/byte", "ratio to original", "hypernet step",
-                            "transfer s"], rows)
+    table = markdown_table(["target", "row", "bits/byte", "ratio to original",
+                            "training min (wall / CPU)", "transfer s"], rows)
     write_results("hypernet", payload, "# Hypernet vs FVT and FOCUS (SmolLM2-135M, CPU)\n\n"
                   "`python benchmarks/hypernet.py`; ratio = bits/byte over the original model's "
                   "bits/byte on the same held-out bytes.\n\n" + table)
@@ -219,14 +233,15 @@ def plot(args, tgts: dict, points: dict, curve: list[dict]) -> None:
     for i, name in enumerate(tgts):
         color = f"C{i}"
         base = points[f"{name}/original"]["bits_per_byte"]
-        xs = [0.0] + [float(m) for m in args.marks]  # step 0 of the hypernet is FVT (`mean`)
+        # step 0 of the hypernet is FVT (`mean`)
+        xs = [0.0] + [points[f"{name}/hypernet@{m}"]["train_cpu_seconds"] / 60 for m in args.marks]
         ys = [points[f"{name}/mean"]["bits_per_byte"] / base]
-        ys += [points[f"{name}/hypernet@{m:g}"]["bits_per_byte"] / base for m in args.marks]
+        ys += [points[f"{name}/hypernet@{m}"]["bits_per_byte"] / base for m in args.marks]
         ax.plot(xs, ys, "o-", color=color, label=f"{name}: hypernet")
         if "focus" in args.baselines:
             ax.axhline(points[f"{name}/focus"]["bits_per_byte"] / base, color=color, ls="--",
                        lw=1, label=f"{name}: focus")
-    ax.set_xlabel("hypernet training, minutes on 2 CPU cores")
+    ax.set_xlabel("hypernet training, CPU minutes (2 threads)")
     ax.set_ylabel("bits/byte ÷ original")
     ax.set_title("held-out targets (dashed: FOCUS)")
     ax.legend(fontsize=7, ncol=2)

@@ -265,6 +265,7 @@ def hypernet_train(
                       f"-> {result.out}")
 
 
+
 # --- tokenswap tune: continued training after a transfer (src/tokenswap/tuning) -------------
 @app.command()
 def tune(
@@ -346,9 +347,9 @@ bytes_app = typer.Typer(no_args_is_help=True, help=(
     " that ends anywhere (mid-token), ensemble models with different tokenizers."))
 app.add_typer(bytes_app, name="bytes")
 PruneOpt = Annotated[float, typer.Option(
-    help="Drop token paths below this fraction of the best path reaching the same byte; 0 = exact"
-         " sum over all tokenizations (errors past --max-nodes). The dropped probability is"
-         " reported: it bounds the error.")]
+    help="Drop token paths that carry less than this share of the probability of the text so"
+         " far; 0 = exact sum over all tokenizations (errors past --max-nodes). The dropped"
+         " probability is reported: it bounds the error.")]
 MaxNodesOpt = Annotated[int, typer.Option(
     help="Most token paths kept per byte position (best first).")]
 
@@ -408,6 +409,10 @@ def bytes_generate(
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     prune: PruneOpt = 1e-6,
     max_nodes: MaxNodesOpt = 64,
+    exact_prompt: Annotated[bool, typer.Option(
+        help="Sum over every tokenization of the whole prompt (a forward pass per prompt byte)"
+             " instead of reading all but its last two words as the tokenizer splits them.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: DeviceOpt = None,
 ) -> None:
@@ -419,7 +424,7 @@ def bytes_generate(
     result = generate_text(model or ["default"], prompt, weights=weight, combine=combine,
                            max_bytes=max_bytes, stop=stop, greedy=greedy,
                            temperature=temperature, seed=seed, device=device,
-                           prune=prune or None, max_nodes=max_nodes)
+                           prune=prune or None, max_nodes=max_nodes, exact_prompt=exact_prompt)
     passes = sum(m["forward_passes"] for m in result["members"])
     _bytes_json_or(result, as_json, [
         result["prompt"] + result["output"],
@@ -503,6 +508,105 @@ def mixture(
         json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         console.print(f"wrote {json_out}")
 # --- end of tokenswap glitch / mixture --------------------------------------------------------
+
+
+# --- tokenswap audit: tokenizer metrics, parity and an HTML report (src/tokenswap/audit) ------
+def parse_named(items: list[str], what: str) -> list[tuple[str, str]]:
+    """``["de=a/", "de=b.txt", "en=c"]`` -> ``[("de", "a/"), ("de", "b.txt"), ("en", "c")]``."""
+    out = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise TokenswapError(f"{what} {item!r}: expected NAME=PATH, e.g. de=texts/de/")
+        out.append((name.strip(), value.strip()))
+    return out
+
+
+@app.command("audit")
+def audit_cmd(
+    tokenizers: Annotated[list[str], typer.Argument(
+        help="Tokenizers: dir, tokenizer.json, .model, or a model spec (default, HF dir, .gguf:"
+             " only its tokenizer is read); NAME=TOK names one.")],
+    corpus: Annotated[list[str], typer.Option(
+        help="NAME=PATH: a language or domain and its text (files, dirs, globs; HTML becomes "
+             "text); repeat per language. 'debian-reference[:en,de,...]' = the installed "
+             "Debian Reference translations (parallel text).")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Directory for audit.json, report.html and the plots.")] = None,
+    reference: Annotated[str, typer.Option(help="Language parity is measured against.")] = "en",
+    max_bytes: Annotated[int | None, typer.Option(help="Read at most this much per corpus.")] = None,
+    examples: Annotated[bool, typer.Option(help="Segmentation examples in the report.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON instead of tables.")] = False,
+) -> None:
+    """Tokenizer metrics per corpus, parity across languages, and an HTML report."""
+    from tokenswap import api
+    from tokenswap.audit.parity import debian_reference
+
+    specs: dict[str, list[str]] = {}
+    for item in corpus:
+        if item.split(":", 1)[0] == "debian-reference":
+            langs = item.split(":", 1)[1].split(",") if ":" in item else None
+            for lang, spec in debian_reference(langs).items():
+                specs.setdefault(lang, []).append(spec)
+            continue
+        for name, path in parse_named([item], "--corpus"):
+            specs.setdefault(name, []).append(path)
+    names, toks = [], []
+    for item in tokenizers:
+        name, sep, spec = item.partition("=")
+        if sep and name and spec and not Path(item).exists():
+            names.append(name)
+            toks.append(spec)
+        else:
+            names.append(None)
+            toks.append(item)
+    labels = None
+    if any(n is not None for n in names):
+        labels = [n if n is not None else api._tokenizer_label(t)
+                  for n, t in zip(names, toks, strict=True)]
+    with console.status("auditing ...") as status:
+        report = api.audit(toks, specs, out=out, overwrite=overwrite, names=labels,
+                           reference=reference, max_bytes=max_bytes, examples=examples,
+                           progress=lambda line: status.update(line))
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        return
+    print_audit(report)
+    if out is not None:
+        console.print(f"wrote {out / 'report.html'} and {out / 'audit.json'}")
+
+
+def print_audit(report) -> None:
+    from tokenswap.audit.report import HEADLINE, _fmt
+
+    metrics = {m["name"]: m for m in report.metrics}
+    names = report.tokenizer_names
+    table = Table(title="tokenizers side by side")
+    for col in ("corpus", "metric", *names):
+        table.add_column(col, justify="left" if col in ("corpus", "metric") else "right")
+    shown = list(HEADLINE) + (["parity"] if report.parity.get("ratios") else [])
+    for c in report.corpora:
+        for k, metric in enumerate(shown):
+            label = metric if metric != "fertility" else f"fertility/{c['unit'][:4]}"
+            values = [report.value(n, c["name"], metric) for n in names]
+            cells = [("-" if v is None else f"{v:.2f}") if metric == "parity"
+                     else _fmt(v, metrics[metric]) for v in values]
+            table.add_row(c["name"] if k == 0 else "", label, *cells,
+                          end_section=k == len(shown) - 1)
+    console.print(table)
+    vocab = Table(title="vocabularies")
+    for col in ("metric", *names):
+        vocab.add_column(col, justify="left" if col == "metric" else "right")
+    vocab.add_row("family", *[t["family"] for t in report.tokenizers])
+    for m in report.metrics:
+        if m["scope"] == "vocab":
+            vocab.add_row(m["name"], *[_fmt(t["vocab"].get(m["name"]), m)
+                                       for t in report.tokenizers])
+    console.print(vocab)
+    console.print(f"{report.timing['bytes']:,} bytes per tokenizer, "
+                  f"{report.timing['mb_per_s']:.2f} MB/s")
+# --- end of tokenswap audit -------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,7 @@ def load_byte_lm(spec: str, *, device: str | None = None, prune: float | None = 
 def _member_stats(lm: ByteLM, text: bytes) -> dict:
     dropped = lm.dropped_logmass()
     return {"model": lm.name, "vocab": len(lm.vocab), "forward_passes": lm.forward_passes,
+            "prompt_tokens_read": len(lm.context) - len(lm.base_context),
             "tokens_scored": lm.tokens_scored,
             "dropped_mass": math.exp(dropped) if dropped > -math.inf else 0.0}
 
@@ -55,10 +56,18 @@ def generate_text(specs: Sequence[str], prompt: str | bytes, *,
                   combine: str | Combine = Combine.MIXTURE, max_bytes: int = 64,
                   stop: str | None = None, greedy: bool = True, temperature: float = 1.0,
                   seed: int = 0, device: str | None = None, prune: float | None = None,
-                  max_nodes: int = 4096) -> dict:
-    """Generate after ``prompt`` with one model or a byte-level ensemble of several."""
+                  max_nodes: int = 4096, exact_prompt: bool = False) -> dict:
+    """Generate after ``prompt`` with one model or a byte-level ensemble of several.
+
+    Each model reads all but the last two words of the prompt as its own tokenizer splits
+    them (:meth:`ByteLM.condition`, one forward pass); with ``exact_prompt`` the whole prompt
+    is summed over all its tokenizations instead (a forward pass per byte).
+    """
     members = [load_byte_lm(spec, device=device, prune=prune, max_nodes=max_nodes)
                for spec in specs]
+    if not exact_prompt:
+        for lm in members:
+            lm.condition(prompt)
     model = members[0] if len(members) == 1 and not weights else ByteEnsemble(
         members, weights, combine)
     start = time.perf_counter()

@@ -51,11 +51,27 @@ Cost and pruning
 The number of tokenizations of a prefix grows exponentially with its length, and the exact
 sum needs every one of them. With ``prune=None`` (default) nothing is dropped, and a position
 with more than ``max_nodes`` paths raises :class:`~tokenswap.errors.TokenswapError`. With
-``prune=r`` a new path is dropped when its probability is below ``r`` times that of the best
-path reaching the same position, and at most ``max_nodes`` paths per position are kept. The
-probability of every dropped path is added up: all sequences through a dropped path together
-have at most that probability, so :meth:`ByteLM.dropped_logmass` is a certified bound -
-``P_true(starts with s)`` lies in ``[P, P + dropped]``.
+``prune=r`` a new path reaching byte ``p`` is *deferred* - kept, but not scored - when its
+probability is below ``r`` times ``P(output starts with text[:p])``, the mass it competes
+with. A position inside a long, likely token then costs no forward pass: the paths that end
+there (the token split in two) hold a tiny share, so greedy generation needs about one pass
+per token, not per byte. A deferred path is scored as soon as it holds ``r`` of the mass of a
+later query - when the text goes on in a way the scored paths cannot follow, their mass goes
+and the deferred paths' share grows - and its descendants up to that point are created then;
+so no path is lost while it matters. Beyond ``max_nodes`` paths per position the least likely
+are dropped for good. The probability of every dropped and still-deferred path is added up:
+all sequences through such a path together have at most that probability, so
+:meth:`ByteLM.dropped_logmass` is a certified bound - ``P_true(starts with s)`` lies in
+``[P, P + dropped]``.
+
+Prompts
+-------
+Reading a long prompt as a tree costs a forward pass per byte. :meth:`ByteLM.condition` reads
+the prompt's head as its canonical tokens in one pass (the context) and leaves only the last
+``tail_words`` words to the tree, as the papers do: probabilities are then
+conditioned on the head's canonical tokenization (the tokenization the model was trained on),
+and remain exact over all tokenizations of the tail and of everything after it - which is
+where a prompt that ends mid-token needs them. Queries still take the whole text.
 
 Tokenizers whose decoder drops the first token's leading space (SentencePiece with a
 prepended ``'▁'``) follow :meth:`ByteVocab.decode_bytes`: the first text token is looked up by
@@ -98,6 +114,7 @@ class _Node:
     sorted_lp: torch.Tensor | None = None  # (V_t,) next-token log-probs in CoverIndex order
     end_lp: float = -math.inf  # log P(next token ends the text)
     first: bool = False  # no text token yet: the next token is the first (its space dropped)
+    deferred: bool = False  # kept but not scored yet (too little of the prefix mass; see prune)
 
 
 def _logaddexp(values: Sequence[float]) -> float:
@@ -167,6 +184,9 @@ class ByteLM:
         if not context:
             raise TokenswapError("context must hold at least one token (e.g. the bos token)")
         self.context = [int(t) for t in context]
+        self.base_context = list(self.context)
+        self.head = b""  # bytes the context's tokens after base_context emit (condition())
+        self.tokenizer = tokenizer
         self.accumulate = accumulate
         self.prune = prune
         self.max_nodes = int(max_nodes)
@@ -180,13 +200,82 @@ class ByteLM:
 
     # ------------------------------------------------------------------ public API
 
+    def condition(self, prompt: bytes | str, *, tail_words: int = 2) -> bytes:
+        """Read ``prompt`` up to the start of its last ``tail_words`` words as context.
+
+        "Words" are the pre-tokenizer's pieces, which BPE never merges across (for tokenizers
+        without a pre-tokenizer: tokens that start with a space). The head's canonical tokens
+        follow the base context in one forward pass; later queries must start with the head
+        (they may end anywhere after it) and are conditioned on its canonical tokenization.
+        Two words by default, because a pre-tokenizer may move the last word's leading
+        whitespace once more text follows (GPT-2's ``\\s+(?!\\S)``). The cut is checked: the
+        head tokenized alone gives the same tokens; else an earlier word boundary is tried,
+        and ``b""`` (no head) is the last resort. Returns the head; ``condition(b"")`` undoes.
+        """
+        prompt = prompt.encode("utf-8") if isinstance(prompt, str) else bytes(prompt)
+        if tail_words < 1:
+            raise TokenswapError(f"tail_words must be >= 1 (got {tail_words})")
+        head_ids, head = self._canonical_head(prompt, tail_words)
+        self.context = self.base_context + head_ids
+        self.head = head
+        self.reset()
+        return head
+
+    def _canonical_head(self, prompt: bytes, tail_words: int) -> tuple[list[int], bytes]:
+        text = prompt.decode("utf-8", errors="ignore")  # a cut inside a character: drop it
+        while text and not prompt.startswith(text.encode("utf-8")):
+            text = text[:-1]
+        if not text:
+            return [], b""
+        ids, starts = self._word_starts(text)
+        candidates = starts[: len(starts) - tail_words + 1] if len(starts) >= tail_words else []
+        for j in reversed(candidates[-4:]):
+            if j == 0:
+                break
+            head = self.vocab.decode_bytes(ids[:j])
+            if not prompt.startswith(head) or not _valid_utf8(head) or any(
+                    self.vocab.token_bytes[t] is None for t in ids[:j]):
+                continue
+            if self.tokenizer(head.decode("utf-8"), add_special_tokens=False).input_ids == ids[:j]:
+                return list(ids[:j]), head
+        return [], b""
+
+    def _word_starts(self, text: str) -> tuple[list[int], list[int]]:
+        """Canonical ids of ``text`` and the token indices where a new word starts."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            enc = backend.encode(text, add_special_tokens=False)
+            ids, words = list(enc.ids), list(enc.word_ids)
+            starts = [j for j in range(1, len(ids)) if words[j] != words[j - 1]]
+            if starts:
+                return ids, [0, *starts]
+        else:
+            ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        # no pre-tokenizer (one "word"): a token that starts with a space starts a word
+        return ids, [0, *(j for j in range(1, len(ids))
+                          if (self.vocab.token_bytes[ids[j]] or b"").startswith(b" "))]
+
+    def _tail(self, text: bytes) -> bytes:
+        text = bytes(text)
+        if not text.startswith(self.head):
+            raise TokenswapError(
+                f"the model is conditioned on a prompt; queries must start with it "
+                f"(got {text[:40]!r}..., prompt head {self.head[:40]!r}...)")
+        return text[len(self.head):]
+
     def prefix_logprob(self, prefix: bytes) -> float:
         """``log P(the output text starts with prefix)``; ``0.0`` for ``b""``."""
-        prefix = bytes(prefix)
+        prefix = self._tail(prefix)
         n = len(prefix)
         if n == 0:
             return 0.0
         self._ensure(prefix[:-1])
+        self._revive(prefix, upto=n - 1)
+        return self._prefix_mass(prefix)
+
+    def _prefix_mass(self, prefix: bytes) -> float:
+        """``log P(starts with prefix)`` from the nodes before ``len(prefix)`` (all scored)."""
+        n = len(prefix)
         terms = []
         for i in range(max(0, n - self.longest), n):
             for index, nodes in self._groups(i):
@@ -202,9 +291,10 @@ class ByteLM:
         With ``normalize=False`` the joint values ``log P(prefix + b)`` and
         ``log P(text == prefix)`` are returned; their ``logsumexp`` is ``prefix_logprob``.
         """
-        prefix = bytes(prefix)
+        prefix = self._tail(prefix)
         n = len(prefix)
         self._ensure(prefix)
+        self._revive(prefix, upto=n)
         values, groups = [], []
         for i in range(max(0, n - self.longest), n):
             for index, nodes in self._groups(i):
@@ -243,28 +333,35 @@ class ByteLM:
     def logprob(self, text: bytes, *, end_of_text: bool = False) -> float:
         """``log P(text)``: with ``end_of_text`` the text then its end, summed over all its
         tokenizations; without, ``log P(output starts with text)``."""
-        text = bytes(text)
         if not end_of_text:
             return self.prefix_logprob(text)
+        text = self._tail(text)
         self._ensure(text)
+        self._revive(text, upto=len(text))
         return _logaddexp([node.logprob + node.end_lp for node in self._at(len(text))])
 
     def tokenizations_logprob(self, text: bytes) -> float:
         """``log sum over token sequences T emitting exactly text of P(T | context)``."""
-        text = bytes(text)
+        text = self._tail(text)
         self._ensure(text)
+        self._revive(text, upto=len(text))
         return _logaddexp([node.logprob for node in self._at(len(text))])
 
     def dropped_logmass(self, prefix: bytes | None = None) -> float:
-        """log of the total probability of paths pruned at positions ``< len(prefix)`` (all
-        positions when ``None``): the most any result for ``prefix`` can be short by."""
-        limit = len(self._text) + 1 if prefix is None else len(prefix)
-        return _logaddexp([v for p, v in self._dropped.items() if p < limit])
+        """log of the total probability of paths dropped or still deferred at positions
+        ``< len(prefix)`` (all positions when ``None``) that the text could still go through:
+        the most any result for ``prefix`` can be short by."""
+        text = self._text if prefix is None else self._tail(prefix)
+        limit = len(text) + 1 if prefix is None else len(text)
+        deferred = [node.logprob for q in range(max(0, len(text) - self.longest), limit)
+                    for node in self._at(q) if node.deferred and self._viable(node, text)]
+        return _logaddexp([v for p, v in self._dropped.items() if p < limit] + deferred)
 
     def paths_at(self, position: int) -> list[list[int]]:
-        """Token ids of every (kept) path reaching byte ``position`` of the current string."""
+        """Token ids of every (kept) path reaching byte ``position`` of the current string
+        (counted from the start of the text, head included; paths start after the head)."""
         return [[self._cache_tokens[c] for c in node.path[self.context_len:]]
-                for node in self._at(position)]
+                for node in self._at(position - len(self.head))]
 
     @property
     def cache_len(self) -> int:
@@ -286,15 +383,17 @@ class ByteLM:
         self._cache = out.past_key_values
         self._cache_tokens = list(self.context)
         self._compacted = False
+        self._in_order = True  # cache entries of scored nodes follow their byte positions
         self._next_compact = self.compact_at
         root = _Node(token=self.context[-1], pos=0, logprob=0.0,
-                     path=list(range(len(self.context))), first=self.vocab.strip_leading_space)
+                     path=list(range(len(self.context))),
+                     first=self.vocab.strip_leading_space and not self.head)
         self._fill(root, out.logits[0, -1])
         self._nodes: list[_Node] = []
         self._by_pos: dict[int, list[_Node]] = {0: [root]}
         self._dropped: dict[int, float] = {}
         self._text = b""
-        if self.silent_ids:  # a first token that is only a space: text still empty
+        if self.silent_ids and not self.head:  # a first token that is only a space: no text yet
             full = torch.log_softmax(out.logits[0, -1].to(self.accumulate), -1).cpu()
             silent = [_Node(token=t, pos=0, logprob=float(full[t]), path=root.path)
                       for t in self.silent_ids]
@@ -310,8 +409,9 @@ class ByteLM:
     def _groups(self, position: int) -> list[tuple[CoverIndex, list[_Node]]]:
         """The live nodes at ``position`` by the index their next token is looked up in."""
         live = [node for node in self._at(position) if node.sorted_lp is not None]
-        if position > 0 or not self.silent_ids:
-            return [(self.first_index if position == 0 else self.index, live)]
+        if position > 0 or not self.silent_ids or self.head:
+            first = position == 0 and not self.head
+            return [(self.first_index if first else self.index, live)]
         return [(self.first_index, [n for n in live if n.first]),
                 (self.index, [n for n in live if not n.first])]
 
@@ -321,18 +421,30 @@ class ByteLM:
         node.end_lp = float(torch.logsumexp(logprobs[self.index.end_ids], 0)) if len(
             self.index.end_ids) else -math.inf
 
+    def _fill_many(self, nodes: list[_Node], logits: torch.Tensor) -> None:
+        """:meth:`_fill` for the ``(k, V)`` logits of ``k`` nodes at once."""
+        logprobs = torch.log_softmax(logits.to(self.accumulate), -1).cpu()  # (k, V)
+        ends = torch.logsumexp(logprobs[:, self.index.end_ids], -1).tolist() if len(
+            self.index.end_ids) else [-math.inf] * len(nodes)
+        for r, node in enumerate(nodes):
+            index = self.first_index if node.first else self.index
+            node.sorted_lp = logprobs[r, index.order]
+            node.end_lp = ends[r]
+
     def _rewind(self, keep: int) -> None:
         """Drop every node past byte ``keep``; reset when a kept node was already freed."""
         kept = [node for node in self._nodes if node.pos <= keep]
-        if self._compacted or any(node.sorted_lp is None for node in kept) or any(
+        scored = [node for node in kept if not node.deferred]
+        if self._compacted or not self._in_order or any(
+                node.sorted_lp is None for node in scored) or any(
                 node.sorted_lp is None for node in self._at(0)):
             self.reset()
             return
         self._nodes = kept
-        surplus = self._cache.get_seq_length() - (self.context_len + len(kept))
+        surplus = self._cache.get_seq_length() - (self.context_len + len(scored))
         if surplus > 0:  # transformers 5 crops by a negative count of tokens to remove
             self._cache.crop(-surplus)
-            del self._cache_tokens[self.context_len + len(kept):]
+            del self._cache_tokens[self.context_len + len(scored):]
         self._by_pos = {p: nodes for p, nodes in self._by_pos.items() if p <= keep}
         self._dropped = {p: v for p, v in self._dropped.items() if p <= keep}
         self._text = self._text[:keep]
@@ -351,6 +463,7 @@ class ByteLM:
     def _extend(self, text: bytes) -> None:
         """Add the nodes reaching ``len(text)``, given every node before it."""
         p = len(text)
+        self._revive(text, upto=p - 1)  # deferred paths that now matter become parents
         born: list[_Node] = []
         for i in range(max(0, p - self.longest), p):
             for index, parents in self._groups(i):
@@ -360,10 +473,9 @@ class ByteLM:
                     born += [_Node(token=token, pos=p, path=node.path,
                                    logprob=node.logprob + float(node.sorted_lp[k]))
                              for node in parents]
-        born = self._prune(born, p)
+        born = self._prune(born, text)
         self._text = text
-        for start in range(0, len(born), self.batch_size):
-            self._score(born[start:start + self.batch_size])
+        self._score_all([node for node in born if not node.deferred])
         self._nodes.extend(born)
         self._by_pos[p] = born
         # a node no token can extend past `text` is dead for every extension of `text`
@@ -378,7 +490,9 @@ class ByteLM:
 
     def _compact(self, force: bool = False) -> None:
         """Keep only the cache entries on the paths of live nodes (and the context)."""
-        live = [node for node in self._nodes if node.sorted_lp is not None]
+        recent = len(self._text) - self.longest
+        live = [node for node in self._nodes if node.sorted_lp is not None or (
+            node.deferred and node.pos >= recent)]
         live += [node for node in self._at(0) if node.sorted_lp is not None and node not in live]
         needed = set(range(self.context_len))
         for node in live:
@@ -403,7 +517,8 @@ class ByteLM:
         self._compacted = True
         self._next_compact = max(self.compact_at, 2 * self.cache_len)
 
-    def _prune(self, born: list[_Node], p: int) -> list[_Node]:
+    def _prune(self, born: list[_Node], text: bytes) -> list[_Node]:
+        p = len(text)
         if self.prune is None:
             if len(born) > self.max_nodes:
                 raise TokenswapError(
@@ -413,12 +528,53 @@ class ByteLM:
             return born
         born = sorted(born, key=lambda node: -node.logprob)
         keep = born[: self.max_nodes]
-        if keep and self.prune > 0:
-            floor = keep[0].logprob + math.log(self.prune)
-            keep = [node for node in keep if node.logprob >= floor]
         if len(keep) < len(born):
             self._dropped[p] = _logaddexp([node.logprob for node in born[len(keep):]])
+        if keep and self.prune > 0:
+            # the share of the mass of "starts with text" flowing through each path
+            floor = self._prefix_mass(text) + math.log(self.prune)
+            for node in keep:
+                node.deferred = node.logprob < floor
         return keep
+
+    def _viable(self, node: _Node, text: bytes) -> bool:
+        """Can the path ``node`` still be part of a cover of ``text`` (or an extension)?"""
+        if node.pos >= len(text):
+            return True
+        index = self.first_index if node.first else self.index
+        lo, hi = index.prefix_range(text[node.pos:])
+        return hi > lo
+
+    def _revive(self, text: bytes, upto: int) -> None:
+        """Score the deferred paths at positions ``<= upto`` that now hold at least ``prune``
+        of ``P(starts with text)``, creating their descendants up to ``upto``."""
+        if not self.prune or not text:
+            return
+        log_r = math.log(self.prune)
+        while True:
+            floor = self._prefix_mass(text) + log_r
+            wake = [node for q in range(max(0, len(text) - self.longest), upto + 1)
+                    for node in self._at(q)
+                    if node.deferred and node.logprob >= floor and self._viable(node, text)]
+            if not wake:
+                return
+            for node in wake:
+                node.deferred = False
+            self._score_all(wake)
+            self._in_order = False  # cache entries no longer follow byte positions
+            for node in wake:  # its children, all deferred until the next round decides
+                index = self.first_index if node.first else self.index
+                for p in range(node.pos + 1, min(upto, node.pos + self.longest) + 1):
+                    lo, hi = index.exact_range(text[node.pos:p])
+                    children = [_Node(token=int(index.order[k]), pos=p, path=node.path,
+                                      logprob=node.logprob + float(node.sorted_lp[k]),
+                                      deferred=True) for k in range(lo, hi)]
+                    self._nodes.extend(children)
+                    self._by_pos.setdefault(p, []).extend(children)
+
+    def _score_all(self, nodes: list[_Node]) -> None:
+        for start in range(0, len(nodes), self.batch_size):
+            self._score(nodes[start:start + self.batch_size])
 
     def _score(self, nodes: list[_Node]) -> None:
         """One forward pass over ``nodes``, each attending to its own ancestors only."""
@@ -440,8 +596,15 @@ class ByteLM:
         self._cache_tokens += [node.token for node in nodes]
         self.forward_passes += 1
         self.tokens_scored += k
-        for r, node in enumerate(nodes):
-            self._fill(node, out.logits[0, r])
+        self._fill_many(nodes, out.logits[0])
+
+
+def _valid_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 __all__ = ["END", "ByteLM"]
