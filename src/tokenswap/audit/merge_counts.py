@@ -66,13 +66,17 @@ def word_splitter(tokenizer):
     normalizer = backend.normalizer
     pre = backend.pre_tokenizer
 
+    probe = "one two, three 4"
+    if normalizer is not None:
+        probe = normalizer.normalize_str(probe)
+    splits = pre is not None and len(pre.pre_tokenize_str(probe)) > 1
+
     def split(text: str) -> list[str]:
         if normalizer is not None:
             text = normalizer.normalize_str(text)
-        words = [w for w, _ in pre.pre_tokenize_str(text)] if pre is not None else [text]
-        if len(words) <= 1 and len(text) > 64:  # no real pre-tokenizer: split like SentencePiece
-            words = SP_WORDS.findall(text)
-        return words
+        if not splits:  # no real pre-tokenizer (Gemma): split like SentencePiece's trainer
+            return SP_WORDS.findall(text)
+        return [w for w, _ in pre.pre_tokenize_str(text)]
 
     return split
 
