@@ -141,3 +141,16 @@ def test_cli_glitch_writes_the_report_and_fails_in_one_line(tmp_path, tiny_model
     err = capsys.readouterr().err
     assert "threshold between 0 and 1" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "h").exists()
+
+
+@pytest.mark.slow
+def test_smollm2_candidates_are_confirmed_and_ordinary_tokens_are_not():
+    torch.set_num_threads(2)
+    bundle = load_model("default")
+    result = find_glitch_tokens(bundle, max_verify=8, controls=8)
+    # SmolLM2 has no unreachable token; its control-byte tokens are the reference
+    assert result.unreachable == [] and result.reference_kind == "control"
+    assert result.confirmed >= 6  # e.g. 'InterfaceSelection', 'swigfaiss', 'kinesisfirehose'
+    controls = [c.probability for c in result.controls]
+    candidates = [c.probability for c in result.candidates[:8]]
+    assert np.median(controls) > 10 * np.median(candidates)
