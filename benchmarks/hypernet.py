@@ -52,7 +52,9 @@ TRAIN_LANGUAGES = ("de", "ru", "code", "en")
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--marks", type=int, nargs="+", default=[100, 250, 500],
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (1 keeps a shared machine's other jobs from stalling it)")
+    p.add_argument("--marks", type=int, nargs="+", default=[50, 120, 200],
                    help="optimizer steps after which the targets are scored")
     p.add_argument("--targets", nargs="+", default=["de", "ru", "code", "gemma"],
                    choices=["de", "ru", "code", "gemma"])
@@ -155,6 +157,8 @@ def main() -> int:
         points_file.write_text(json.dumps(points, indent=2) + "\n")
 
     torch.set_grad_enabled(False)  # training enables it for its own steps
+    if args.threads:
+        torch.set_num_threads(args.threads)
     source = load_model("default")
     texts, valid = training_text(args)
     tgts = targets(args, source)

@@ -407,7 +407,7 @@ def bytes_generate(
     greedy: Annotated[bool, typer.Option("--greedy/--sample", help="Argmax or sampling.")] = True,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    prune: PruneOpt = 1e-6,
+    prune: PruneOpt = 1e-3,  # generation: speed (about a pass per token); score: 1e-6
     max_nodes: MaxNodesOpt = 64,
     exact_prompt: Annotated[bool, typer.Option(
         help="Sum over every tokenization of the whole prompt (a forward pass per prompt byte)"

@@ -71,3 +71,20 @@ def test_greedy_generation_from_mid_token_costs_one_pass_per_byte(smollm2_bytes)
     assert lm.forward_passes - before <= len(out.output) + 1
     print(f"\ngenerated {out.output!r} ({out.stop_reason}): {lm.forward_passes - before} passes "
           f"for {len(out.output)} bytes, {seconds:.1f} s")
+
+
+def test_conditioned_prompt_is_cheap_and_completes_the_word(smollm2_bytes):
+    _, bundle = smollm2_bytes
+    lm = ByteLM(bundle.model, bundle.tokenizer, prune=1e-3, max_nodes=64)
+    prompt = (b'def read_corpus(paths, max_bytes=None):\n    """Read every file under paths."""\n'
+              b"    docs = []\n    for path in pa")
+    head = lm.condition(prompt)
+    assert len(head) > len(prompt) - 16  # only the last words are left to the tree
+    lm.next_byte_logprobs(prompt)
+    read = lm.forward_passes
+    assert read <= 1 + len(prompt) - len(head)
+    out = generate(lm, prompt, max_bytes=24)
+    assert out.output.startswith(b"ths"), out  # token-level greedy writes "paos" here
+    passes = lm.forward_passes - read
+    assert passes < 0.6 * len(out.output)  # deferred in-token paths: ~a pass per token
+    print(f"\nread the prompt in {read} passes; generated {out.output!r} in {passes} passes")
