@@ -94,3 +94,19 @@ def test_kept_paths_carry_at_least_their_share_of_the_prefix_mass(bl_model, bl_t
     p_pruned = math.exp(lm.prefix_logprob(text))
     assert p_pruned <= p_exact * (1 + 1e-9) <= p_pruned + math.exp(lm.dropped_logmass(text)) + 1e-12
     assert lm.dropped_logmass(text) > -math.inf  # the rule dropped something here
+
+
+def test_complete_next_byte_distributions_keep_every_possible_byte(bl_model, bl_tokenizer):
+    exact = ByteLM(bl_model, bl_tokenizer)
+    pruned = ByteLM(bl_model, bl_tokenizer, prune=0.2, max_nodes=64)
+    fast = ByteLM(bl_model, bl_tokenizer, prune=0.2, max_nodes=64)
+    text = b"abcab ab cab"
+    zeros = 0
+    for k in range(len(text) + 1):
+        support = exact.next_byte_logprobs(text[:k]) > -math.inf
+        got = pruned.next_byte_logprobs(text[:k])
+        assert bool(((got > -math.inf) == support).all()), k
+        assert abs(float(got.exp().sum()) - 1) < 1e-12
+        zeros += int(((fast.next_byte_logprobs(text[:k], complete=False) == -math.inf)
+                      & support).sum())
+    assert zeros > 0  # without completing, deferred paths leave some possible bytes at 0

@@ -107,12 +107,14 @@ class ByteEnsemble:
         self.weights = torch.tensor(weights, dtype=torch.float64)
         self.combiner = get_combiner(combine)
 
-    def member_logprobs(self, prefix: bytes) -> torch.Tensor:
+    def member_logprobs(self, prefix: bytes, *, complete: bool = True) -> torch.Tensor:
         """(M, 257) next-byte log-probabilities of every member."""
-        return torch.stack([m.next_byte_logprobs(prefix).double() for m in self.members])
+        return torch.stack([m.next_byte_logprobs(prefix, complete=complete).double()
+                            for m in self.members])
 
-    def next_byte_logprobs(self, prefix: bytes) -> torch.Tensor:
-        return self.combiner.fn(self.member_logprobs(bytes(prefix)), self.weights)
+    def next_byte_logprobs(self, prefix: bytes, *, complete: bool = True) -> torch.Tensor:
+        return self.combiner.fn(self.member_logprobs(bytes(prefix), complete=complete),
+                                self.weights)
 
     def next_byte_distribution(self, prefix: bytes) -> torch.Tensor:
         return self.next_byte_logprobs(prefix).exp()

@@ -285,16 +285,35 @@ class ByteLM:
                               for node in nodes]
         return _logaddexp(terms)
 
-    def next_byte_logprobs(self, prefix: bytes, *, normalize: bool = True) -> torch.Tensor:
+    def next_byte_logprobs(self, prefix: bytes, *, normalize: bool = True,
+                           complete: bool = True) -> torch.Tensor:
         """``(257,)`` log-probabilities of the next byte after ``prefix``; index 256 = end.
 
         With ``normalize=False`` the joint values ``log P(prefix + b)`` and
         ``log P(text == prefix)`` are returned; their ``logsumexp`` is ``prefix_logprob``.
+        With pruning, a byte only deferred paths lead to would get probability 0; by default
+        (``complete``) those paths are scored first, so every possible byte is possible.
+        ``complete=False`` (generation) skips that: the bytes it leaves at 0 hold at most
+        :meth:`dropped_logmass` together, and inside a likely token it saves a forward pass.
         """
         prefix = self._tail(prefix)
         n = len(prefix)
         self._ensure(prefix)
         self._revive(prefix, upto=n)
+        out = self._next_bytes(prefix)
+        if complete and self.prune and bool(torch.isinf(out).any()) and self._revive(
+                prefix, upto=n, force=True):
+            out = self._next_bytes(prefix)
+        if normalize:
+            total = torch.logsumexp(out, 0)
+            if not torch.isfinite(total):
+                raise TokenswapError(f"the model gives the prefix {prefix[-20:]!r} probability 0")
+            out = out - total
+        return out
+
+    def _next_bytes(self, prefix: bytes) -> torch.Tensor:
+        """Unnormalised ``(257,)`` ``log P(prefix + b)`` and ``log P(text == prefix)``."""
+        n = len(prefix)
         values, groups = [], []
         for i in range(max(0, n - self.longest), n):
             for index, nodes in self._groups(i):
@@ -319,11 +338,6 @@ class ByteLM:
         if values:
             out[:256] = grouped_logsumexp(torch.cat(values), torch.cat(groups), 256)
         out[END] = _logaddexp(ends)
-        if normalize:
-            total = torch.logsumexp(out, 0)
-            if not torch.isfinite(total):
-                raise TokenswapError(f"the model gives the prefix {prefix[-20:]!r} probability 0")
-            out = out - total
         return out
 
     def next_byte_distribution(self, prefix: bytes) -> torch.Tensor:
@@ -545,19 +559,22 @@ class ByteLM:
         lo, hi = index.prefix_range(text[node.pos:])
         return hi > lo
 
-    def _revive(self, text: bytes, upto: int) -> None:
+    def _revive(self, text: bytes, upto: int, force: bool = False) -> bool:
         """Score the deferred paths at positions ``<= upto`` that now hold at least ``prune``
-        of ``P(starts with text)``, creating their descendants up to ``upto``."""
+        of ``P(starts with text)`` (every viable one with ``force``), creating their
+        descendants up to ``upto``. True when any path was scored."""
         if not self.prune or not text:
-            return
+            return False
         log_r = math.log(self.prune)
+        woke = False
         while True:
-            floor = self._prefix_mass(text) + log_r
+            floor = -math.inf if force else self._prefix_mass(text) + log_r
             wake = [node for q in range(max(0, len(text) - self.longest), upto + 1)
                     for node in self._at(q)
                     if node.deferred and node.logprob >= floor and self._viable(node, text)]
             if not wake:
-                return
+                return woke
+            woke = True
             for node in wake:
                 node.deferred = False
             self._score_all(wake)

@@ -34,8 +34,9 @@ LOG2 = math.log(2.0)
 
 
 class NextByteModel(Protocol):
-    def next_byte_logprobs(self, prefix: bytes) -> torch.Tensor:
-        """(257,) normalised log-probabilities of the next byte; index 256 = end of text."""
+    def next_byte_logprobs(self, prefix: bytes, *, complete: bool = True) -> torch.Tensor:
+        """(257,) normalised log-probabilities of the next byte; index 256 = end of text.
+        ``complete=False`` may leave bytes that pruned paths alone lead to at 0 (cheaper)."""
         ...
 
 
@@ -81,7 +82,8 @@ def generate(
     total = 0.0
     reason = "max_bytes"
     while len(out) < max_bytes:
-        logprobs = model.next_byte_logprobs(prompt + bytes(out))
+        # generation picks among likely bytes: paths deferred by pruning stay unscored
+        logprobs = model.next_byte_logprobs(prompt + bytes(out), complete=False)
         if greedy:
             choice = int(torch.argmax(logprobs))
         else:
