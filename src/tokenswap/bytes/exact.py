@@ -301,8 +301,7 @@ class ByteLM:
         self._ensure(prefix)
         self._revive(prefix, upto=n)
         out = self._next_bytes(prefix)
-        if complete and self.prune and bool(torch.isinf(out).any()) and self._revive(
-                prefix, upto=n, force=True):
+        if complete and self.prune and bool(torch.isinf(out).any()) and self._complete(prefix):
             out = self._next_bytes(prefix)
         if normalize:
             total = torch.logsumexp(out, 0)
@@ -559,35 +558,49 @@ class ByteLM:
         lo, hi = index.prefix_range(text[node.pos:])
         return hi > lo
 
-    def _revive(self, text: bytes, upto: int, force: bool = False) -> bool:
+    def _revive(self, text: bytes, upto: int) -> None:
         """Score the deferred paths at positions ``<= upto`` that now hold at least ``prune``
-        of ``P(starts with text)`` (every viable one with ``force``), creating their
-        descendants up to ``upto``. True when any path was scored."""
+        of ``P(starts with text)``, creating their descendants up to ``upto``."""
         if not self.prune or not text:
-            return False
+            return
         log_r = math.log(self.prune)
-        woke = False
         while True:
-            floor = -math.inf if force else self._prefix_mass(text) + log_r
+            floor = self._prefix_mass(text) + log_r
             wake = [node for q in range(max(0, len(text) - self.longest), upto + 1)
                     for node in self._at(q)
                     if node.deferred and node.logprob >= floor and self._viable(node, text)]
             if not wake:
-                return woke
+                return
+            self._wake(wake, text, upto)
+
+    def _complete(self, text: bytes) -> bool:
+        """Score deferred paths, most likely first, until a scored path ends at ``len(text)``
+        (its next token may start with any byte, so no possible byte keeps probability 0)."""
+        n, woke = len(text), False
+        while not any(not node.deferred and node.sorted_lp is not None for node in self._at(n)):
+            waiting = [node for q in range(max(0, n - self.longest), n + 1) for node in self._at(q)
+                       if node.deferred and self._viable(node, text)]
+            if not waiting:
+                break
+            self._wake([max(waiting, key=lambda node: node.logprob)], text, n)
             woke = True
-            for node in wake:
-                node.deferred = False
-            self._score_all(wake)
-            self._in_order = False  # cache entries no longer follow byte positions
-            for node in wake:  # its children, all deferred until the next round decides
-                index = self.first_index if node.first else self.index
-                for p in range(node.pos + 1, min(upto, node.pos + self.longest) + 1):
-                    lo, hi = index.exact_range(text[node.pos:p])
-                    children = [_Node(token=int(index.order[k]), pos=p, path=node.path,
-                                      logprob=node.logprob + float(node.sorted_lp[k]),
-                                      deferred=True) for k in range(lo, hi)]
-                    self._nodes.extend(children)
-                    self._by_pos.setdefault(p, []).extend(children)
+        return woke
+
+    def _wake(self, nodes: list[_Node], text: bytes, upto: int) -> None:
+        """Score deferred ``nodes`` and add their children up to ``upto`` (deferred)."""
+        for node in nodes:
+            node.deferred = False
+        self._score_all(nodes)
+        self._in_order = False  # cache entries no longer follow byte positions
+        for node in nodes:
+            index = self.first_index if node.first else self.index
+            for p in range(node.pos + 1, min(upto, node.pos + self.longest) + 1):
+                lo, hi = index.exact_range(text[node.pos:p])
+                children = [_Node(token=int(index.order[k]), pos=p, path=node.path,
+                                  logprob=node.logprob + float(node.sorted_lp[k]), deferred=True)
+                            for k in range(lo, hi)]
+                self._nodes.extend(children)
+                self._by_pos.setdefault(p, []).extend(children)
 
     def _score_all(self, nodes: list[_Node]) -> None:
         for start in range(0, len(nodes), self.batch_size):
