@@ -245,7 +245,8 @@ def plot(args, tgts: dict, points: dict, curve: list[dict]) -> None:
         if "focus" in args.baselines:
             ax.axhline(points[f"{name}/focus"]["bits_per_byte"] / base, color=color, ls="--",
                        lw=1, label=f"{name}: focus")
-    ax.set_xlabel("hypernet training, CPU minutes (2 threads)")
+    threads = args.threads or torch.get_num_threads()
+    ax.set_xlabel(f"hypernet training, CPU minutes ({threads} torch thread{'s' * (threads > 1)})")
     ax.set_ylabel("bits/byte ÷ original")
     ax.set_title("held-out targets (dashed: FOCUS)")
     ax.legend(fontsize=7, ncol=2)
@@ -258,8 +259,8 @@ def plot(args, tgts: dict, points: dict, curve: list[dict]) -> None:
               label="validation bits/byte (fixed sampled tokenizer)")
     ax2.set_xlabel("step")
     ax2.set_title("training log")
-    ax2.legend(fontsize=7, loc="upper left")
-    ax2b.legend(fontsize=7, loc="upper right")
+    ax2.legend(fontsize=7, loc="upper center")
+    ax2b.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
     fig.savefig(RESULTS / "hypernet.png", dpi=120)
