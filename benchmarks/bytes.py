@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import random
 import sys
@@ -326,6 +327,31 @@ def run_ensemble(source: ModelBundle, args) -> tuple[dict, list[list]]:
     return out, table
 
 
+def ensemble_only(source: ModelBundle, args, started: float) -> int:
+    """Replace the ensemble part of results/bytes.{json,md}, keep the generation part."""
+    from common import RESULTS
+
+    payload = json.loads((RESULTS / "bytes.json").read_text())
+    md = (RESULTS / "bytes.md").read_text().split("\n## Ensemble")[0].rstrip().split("\nRun: ")[0]
+    ens, ens_table = run_ensemble(source, args)
+    payload["ensemble"] = ens
+    payload["ensemble_args"] = vars(args)
+    text = "\n".join([md.rstrip(), "", f"## Ensemble, {ens['bytes']} held-out German bytes", "",
+                      markdown_table(["model", "bits/byte"], ens_table), "",
+                      f"Generation: `python benchmarks/bytes.py{_cmd(payload['args'])}`; "
+                      f"ensemble: `python benchmarks/bytes.py{_cmd(vars(args))}` "
+                      f"({(time.perf_counter() - started) / 60:.1f} min)."])
+    write_results("bytes", payload, text)
+    print(text)
+    return 0
+
+
+def _cmd(args: dict) -> str:
+    flags = {"prompts": 2, "context": 64, "ensemble_bytes": 200, "threads": 2}
+    out = [f" --{k.replace('_', '-')} {v}" for k, v in args.items() if k in flags and v != flags[k]]
+    return "".join(out) + (" --ensemble-only" if args.get("ensemble_only") else "")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=2, help="prompts per domain per class")
@@ -335,6 +361,8 @@ def main() -> int:
     parser.add_argument("--exact-prompt", action="store_true",
                         help="sum over every tokenization of the whole prompt (slow)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ensemble-only", action="store_true",
+                        help="rerun only the ensemble part, keeping results/bytes.json's generation")
     parser.add_argument("--max-nodes", type=int, default=64)
     parser.add_argument("--domains", nargs="+", default=["code", "de"])
     parser.add_argument("--train-bytes", type=int, default=1_000_000,
@@ -349,6 +377,8 @@ def main() -> int:
     started = time.perf_counter()
 
     source = load_model("default")
+    if args.ensemble_only:
+        return ensemble_only(source, args, started)
     counter = ForwardCounter(source.model)
     prompts = []
     for domain in args.domains:

@@ -578,8 +578,11 @@ class ByteLM:
         (its next token may start with any byte, so no possible byte keeps probability 0)."""
         n, woke = len(text), False
         while not any(not node.deferred and node.sorted_lp is not None for node in self._at(n)):
-            waiting = [node for q in range(max(0, n - self.longest), n + 1) for node in self._at(q)
-                       if node.deferred and self._viable(node, text)]
+            # a path ending at n gives every first byte at once; else the best earlier one,
+            # whose children at n come next
+            waiting = [node for node in self._at(n) if node.deferred] or [
+                node for q in range(max(0, n - self.longest), n) for node in self._at(q)
+                if node.deferred and self._viable(node, text)]
             if not waiting:
                 break
             self._wake([max(waiting, key=lambda node: node.logprob)], text, n)
