@@ -286,8 +286,8 @@ def tune(
     :class:`~tokenswap.tuning.loop.TuneResult`; ``out`` is a plain transformers model directory
     with the model's tokenizer, plus ``best/``, ``checkpoint/`` and ``log.jsonl``.
     """
+    from tokenswap.io.checkpoint import prepare_out
     from tokenswap.tuning import TuneConfig, tune_model
-    from tokenswap.tuning.loop import prepare_out
 
     TuneConfig.from_options(**options)  # bad options and outputs fail before any model loads
     if os.environ.get("RANK", "0") == "0":

@@ -52,10 +52,10 @@ from tokenswap.hypernet.model import (
     SourceEmbeddings,
 )
 from tokenswap.hypernet.sampler import SamplerConfig, TokenizerSampler
+from tokenswap.io.checkpoint import CHECKPOINT, prepare_out, rng_state, set_rng_state, write_jsonl
 from tokenswap.io.save import atomic_dir
 from tokenswap.vocab.pair import Provenance, TokenPair, build_pair
 
-CHECKPOINT = "checkpoint"
 LOG_FILE = "log.jsonl"
 
 
@@ -275,53 +275,17 @@ def _schedule(cfg: TrainConfig):
     return factor
 
 
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def save_checkpoint(out: Path, hn: Hypernet, optimizer, scheduler, step: int,
                     cfg: TrainConfig) -> Path:
     """Write ``out/checkpoint/`` atomically: weights, optimizer, scheduler, RNG, step."""
     with atomic_dir(out / CHECKPOINT, overwrite=True) as tmp:
         hn.save(tmp)
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": _rng_state(), "step": step}, tmp / "state.pt")
+                    "rng": rng_state(), "step": step}, tmp / "state.pt")
         (tmp / "state.json").write_text(json.dumps(
             {"step": step, "data_position": step * cfg.batch_size, "config": cfg.to_dict()},
             indent=2) + "\n")
     return out / CHECKPOINT
-
-
-def _prepare_out(out: Path, resume: bool) -> bool:
-    """Create ``out`` or check it may be reused; True when a checkpoint will be resumed."""
-    if not out.exists():
-        if not out.resolve().parent.exists():
-            raise TokenswapError(f"the parent directory of {out} does not exist; create it first")
-        return False
-    if not out.is_dir():
-        raise TokenswapError(f"output {out} exists and is not a directory")
-    has_checkpoint = (out / CHECKPOINT / "state.pt").is_file()
-    if resume and has_checkpoint:
-        return True
-    if not any(out.iterdir()):
-        return False
-    if resume:
-        raise TokenswapError(f"output {out} exists but holds no checkpoint to resume; "
-                             "choose another --out")
-    raise TokenswapError(f"output {out} already exists; pass --resume to continue from its "
-                         "checkpoint, or choose another --out")
 
 
 # ----------------------------------------------------------------------------- training
@@ -366,7 +330,7 @@ def train_hypernet(
     device = torch.device(device) if device is not None else model_bundle.input_embeddings().device
     ctx, device = _setup_distributed(device)
     try:
-        resuming = _prepare_out(out, resume)
+        resuming = prepare_out(out, resume)
         ctx.barrier()  # every rank has checked `out` before rank 0 creates it
         if ctx.main:
             out.mkdir(exist_ok=True)
@@ -413,7 +377,7 @@ def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx:
         hn.load_state_dict(saved.state_dict())
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         step = int(state["step"])
 
     evaluator = _Evaluator(eval_texts, sampler, source_tok, cfg, device, hn.config.max_pieces) \
@@ -426,7 +390,7 @@ def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx:
     bar = _progress_bar(progress and ctx.main, cfg.steps, step)
     try:
         if evaluator is not None and step == 0:  # the untrained hypernet is FVT: the baseline
-            _write(log, {"step": 0, **evaluator(hn, lm, source)})
+            write_jsonl(log, {"step": 0, **evaluator(hn, lm, source)})
         while (last is None or step < last) and time.perf_counter() < deadline:
             t0 = time.perf_counter()
             batch = batch_for_step(chunks, step, cfg.batch_size, cfg.seed)
@@ -458,21 +422,21 @@ def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx:
             seconds = time.perf_counter() - t0
             tokens_per_s = global_count / max(seconds, 1e-9)
             if log is not None and (step % cfg.log_every == 0 or step == 1):
-                _write(log, {"step": step, "loss": loss_value, "aux": float(aux.detach()),
+                write_jsonl(log, {"step": step, "loss": loss_value, "aux": float(aux.detach()),
                              "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0],
                              "vocab": len(pair), "truncated": inputs.stats.truncated,
                              "tokens_per_s": tokens_per_s, "seconds": seconds})
             if bar is not None:
                 bar.update(step, loss=loss_value, tps=tokens_per_s)
             if evaluator is not None and step % cfg.eval_every == 0:
-                _write(log, {"step": step, **evaluator(hn, lm, source)})
+                write_jsonl(log, {"step": step, **evaluator(hn, lm, source)})
             if step % cfg.checkpoint_every == 0 and ctx.main:
                 save_checkpoint(out, hn, optimizer, scheduler, step, cfg)
             ctx.barrier()
         if ctx.main:
             save_checkpoint(out, hn, optimizer, scheduler, step, cfg)
             if evaluator is not None and step % cfg.eval_every != 0:
-                _write(log, {"step": step, **evaluator(hn, lm, source)})
+                write_jsonl(log, {"step": step, **evaluator(hn, lm, source)})
             hn.save(out)
         ctx.barrier()
     finally:
@@ -482,11 +446,6 @@ def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx:
             log.close()
     return TrainResult(hypernet=hn, step=step, loss=loss_value, out=out,
                        seconds=time.perf_counter() - start_time)
-
-
-def _write(log, record: dict) -> None:
-    log.write(json.dumps(record) + "\n")
-    log.flush()
 
 
 class _Evaluator:

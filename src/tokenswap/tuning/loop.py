@@ -56,6 +56,7 @@ from torch import nn
 
 from tokenswap.errors import TokenswapError
 from tokenswap.evaluate.bpb import BpbResult, bits_per_byte
+from tokenswap.io.checkpoint import CHECKPOINT, prepare_out, rng_state, set_rng_state, write_jsonl
 from tokenswap.io.save import atomic_dir
 from tokenswap.tuning.config import RESUME_KEYS, Precision, Schedule, Stage, TuneConfig
 from tokenswap.tuning.data import batch_indices, pack, rank_micro_batches
@@ -67,7 +68,6 @@ from tokenswap.tuning.stages import (
     trainable_count,
 )
 
-CHECKPOINT = "checkpoint"
 BEST = "best"
 ADAPTER = "adapter"
 LOG_FILE = "log.jsonl"
@@ -167,22 +167,6 @@ def _shard(model: nn.Module) -> None:
 # ----------------------------------------------------------------------------- state
 
 
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _full_state(model: nn.Module, optimizer, ctx: _Dist) -> tuple[dict, dict]:
     """Whole-model and optimizer state dicts (gathered on rank 0 under FSDP; collective)."""
     if not ctx.fsdp:
@@ -212,26 +196,6 @@ def _load_state(model: nn.Module, optimizer, model_sd: dict, optim_sd: dict, ctx
     opts = StateDictOptions(full_state_dict=True)
     set_model_state_dict(model, model_sd, options=opts)
     set_optimizer_state_dict(model, optimizer, optim_sd, options=opts)
-
-
-def prepare_out(out: Path, resume: bool) -> bool:
-    """Create ``out`` or check it may be reused; True when a checkpoint will be resumed."""
-    if not out.exists():
-        if not out.resolve().parent.exists():
-            raise TokenswapError(f"the parent directory of {out} does not exist; create it first")
-        return False
-    if not out.is_dir():
-        raise TokenswapError(f"output {out} exists and is not a directory")
-    has_checkpoint = (out / CHECKPOINT / "state.pt").is_file()
-    if resume and has_checkpoint:
-        return True
-    if not any(out.iterdir()):
-        return False
-    if resume:
-        raise TokenswapError(f"output {out} exists but holds no checkpoint to resume; "
-                             "choose another --out")
-    raise TokenswapError(f"output {out} already exists; pass --resume to continue from its "
-                         "checkpoint, or choose another --out")
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -341,7 +305,7 @@ def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts:
         model_sd = torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True)
         _load_state(model, optimizer, model_sd, state["optimizer"], ctx)
         del model_sd
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         step, train_seconds = int(state["step"]), float(state["train_seconds"])
         best_bpb = float(state["best_bpb"]) if state["best_bpb"] is not None else math.inf
         best_step = state["best_step"]
@@ -521,7 +485,7 @@ def _save_checkpoint(out: Path, model: nn.Module, optimizer, ctx: _Dist, cfg: Tu
     if ctx.main:
         with atomic_dir(out / CHECKPOINT, overwrite=True) as tmp:
             torch.save(model_sd, tmp / "model.pt")
-            torch.save({"optimizer": optim_sd, "rng": _rng_state(), **state}, tmp / "state.pt")
+            torch.save({"optimizer": optim_sd, "rng": rng_state(), **state}, tmp / "state.pt")
             (tmp / "state.json").write_text(json.dumps({**state, "config": cfg.to_dict()},
                                                        indent=2) + "\n")
     ctx.barrier()
@@ -566,8 +530,7 @@ def _publish(staged: Path, out: Path) -> None:
 
 def _write(log, record: dict) -> None:
     if log is not None:
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+        write_jsonl(log, record)
 
 
 class _Bar:
@@ -597,4 +560,4 @@ class _Bar:
         self.progress.stop()
 
 
-__all__ = ["TuneResult", "lr_factor", "prepare_out", "trainable_count", "tune_model"]
+__all__ = ["TuneResult", "lr_factor", "trainable_count", "tune_model"]
