@@ -31,6 +31,8 @@ from common import (
     write_results,
 )
 
+from tokenswap.demo import take_bytes
+
 
 def glitch_rows(result, n: int = 15) -> list[list]:
     return [[c.id, repr(c.text)[:40], round(c.similarity, 3), round(c.norm, 3),
@@ -69,17 +71,6 @@ def mixture_texts(names: list[str], budget: int) -> dict[str, list[str]]:
     return out
 
 
-def take(texts: list[str], budget: int) -> list[str]:
-    out, used = [], 0
-    for t in texts:
-        n = len(t.encode())
-        if used + n > budget:
-            break
-        out.append(t)
-        used += n
-    return out
-
-
 def known_mixtures(texts, total: int, vocab: int, steps: int) -> list[dict]:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
@@ -90,8 +81,8 @@ def known_mixtures(texts, total: int, vocab: int, steps: int) -> list[dict]:
                 {"de": 0.1, "en": 0.8, "code": 0.1}):
         train, samples = [], {}
         for name, share in mix.items():
-            train += take(texts[name][::2], int(share * total))
-            samples[name] = take(texts[name][1::2], total // 2)
+            train += take_bytes(texts[name][::2], int(share * total))
+            samples[name] = take_bytes(texts[name][1::2], total // 2)
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.train_from_iterator(train, trainers.BpeTrainer(
@@ -182,7 +173,7 @@ def main() -> None:
                           [["/".join(f"{r['true'][k]:.2f}" for k in ("de", "en", "code")),
                             "/".join(f"{r['inferred'][k]:.3f}" for k in ("de", "en", "code")),
                             r["max_abs_error"], sum(r["seconds"].values())] for r in known]), ""]
-    samples = {k: take(texts[k][1::2], 2_000_000) for k in ("en", "de", "ru", "code")}
+    samples = {k: take_bytes(texts[k][1::2], 2_000_000) for k in ("en", "de", "ru", "code")}
     real = {}
     for name, tok in (("SmolLM2", bundle.tokenizer), ("Gemma 3", load_tokenizer(gemma_dir()))):
         r = infer_mixture(tok, samples, steps=steps)

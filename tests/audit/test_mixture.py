@@ -15,6 +15,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from tokenswap.audit.merge_counts import PairCounter, merge_list, word_splitter, word_table
 from tokenswap.audit.mixture import infer_mixture
 from tokenswap.cli import main
+from tokenswap.demo import take_bytes
 from tokenswap.errors import TokenswapError
 from tokenswap.io.corpus import read_corpus
 
@@ -58,17 +59,6 @@ def test_incremental_counts_match_a_recount_from_scratch():
             counter.merge(*merges[t])
 
 
-def take(texts: list[str], budget: int) -> list[str]:
-    out, used = [], 0
-    for text in texts:
-        n = len(text.encode())
-        if used + n > budget:
-            break
-        out.append(text)
-        used += n
-    return out
-
-
 def category_texts() -> dict[str, list[str]]:
     """English prose (Python's own documentation topics), Python code, German man pages, as
     paragraphs in random order (so training text and samples are drawn alike)."""
@@ -94,8 +84,8 @@ def train_on_mixture(texts: dict[str, list[str]], mixture: dict[str, float], tot
     train, samples = [], {}
     for name, share in mixture.items():
         docs = texts[name]
-        train += take(docs[::2], int(share * total))
-        samples[name] = take(docs[1::2], total // 2)
+        train += take_bytes(docs[::2], int(share * total))
+        samples[name] = take_bytes(docs[1::2], total // 2)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.train_from_iterator(train, trainers.BpeTrainer(
