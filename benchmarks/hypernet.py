@@ -23,6 +23,7 @@ import argparse
 import copy
 import json
 import shutil
+import sys
 import time
 
 import torch
@@ -46,12 +47,13 @@ from tokenswap.hypernet.train import LOG_FILE, train_hypernet
 from tokenswap.io.models import ModelBundle, load_model, load_tokenizer
 from tokenswap.vocab.pair import build_pair
 
-RUN = CACHE / "hypernet-run"
 TRAIN_LANGUAGES = ("de", "ru", "code", "en")
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--name", default="hypernet",
+                   help="results/<name>.* and the run directory .cache/<name>-run")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (1 keeps a shared machine's other jobs from stalling it)")
     p.add_argument("--marks", type=int, nargs="+", default=[50, 120, 200],
@@ -72,12 +74,19 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--warmup-steps", type=int, default=50)
-    p.add_argument("--vocab-min", type=int, default=4096, help="sampled tokenizers")
-    p.add_argument("--vocab-max", type=int, default=8192)
+    p.add_argument("--vocab-min", type=int, default=8192, help="sampled tokenizers")
+    p.add_argument("--vocab-max", type=int, default=32768)
+    p.add_argument("--sample-texts", type=int, default=64,
+                   help="texts each sampled tokenizer is drawn from (the batch and random others)")
+    p.add_argument("--decay-steps", type=int, default=None,
+                   help="cosine decay to zero over this many steps (default: constant after "
+                        "warm-up, so that later --marks continue the same run)")
     p.add_argument("--max-length", type=int, default=1024)
     p.add_argument("--fresh", action="store_true", help="discard an earlier run's hypernet")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    return p.parse_args()
+    args = p.parse_args()
+    args.run = CACHE / f"{args.name}-run"
+    return args
 
 
 def training_text(args) -> tuple[list[str], list[str]]:
@@ -121,16 +130,18 @@ def transferred(source: ModelBundle, target: dict, args, label: str, **kw) -> di
 
 def train_segment(source: ModelBundle, texts, valid, until_step: int, args) -> dict:
     """Continue training the run's hypernet until step ``until_step``; the time it took."""
-    state_file = RUN / "clock.json"
+    state_file = args.run / "clock.json"
     clock = json.loads(state_file.read_text()) if state_file.is_file() else {
         "seconds": 0.0, "cpu_seconds": 0.0, "step": 0}
     if clock["step"] < until_step:
         t0, c0 = time.perf_counter(), time.process_time()
         result = train_hypernet(
-            source, texts, RUN / "hypernet", eval_texts=valid, minutes=10**6, resume=True,
+            source, texts, args.run / "hypernet", eval_texts=valid, resume=True,
+            **({"steps": args.decay_steps} if args.decay_steps else {"minutes": 10**6}),
             stop_after=until_step, batch_size=args.batch_size, seq_len=args.seq_len,
             lr=args.lr, warmup_steps=args.warmup_steps, eval_every=100, checkpoint_every=50,
             sampler={"vocab_min": args.vocab_min, "vocab_max": args.vocab_max},
+            sample_texts=args.sample_texts,
             progress=args.progress)
         clock = {"seconds": clock["seconds"] + time.perf_counter() - t0,
                  "cpu_seconds": clock["cpu_seconds"] + time.process_time() - c0,
@@ -139,17 +150,17 @@ def train_segment(source: ModelBundle, texts, valid, until_step: int, args) -> d
     return clock
 
 
-def log_curve() -> list[dict]:
-    path = RUN / "hypernet" / LOG_FILE
+def log_curve(args) -> list[dict]:
+    path = args.run / "hypernet" / LOG_FILE
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
 def main() -> int:
     args = parse_args()
-    if args.fresh and RUN.exists():
-        shutil.rmtree(RUN)
-    RUN.mkdir(parents=True, exist_ok=True)
-    points_file = RUN / "points.json"
+    if args.fresh and args.run.exists():
+        shutil.rmtree(args.run)
+    args.run.mkdir(parents=True, exist_ok=True)
+    points_file = args.run / "points.json"
     points = json.loads(points_file.read_text()) if points_file.is_file() else {}
 
     def remember(key: str, value) -> None:
@@ -179,12 +190,12 @@ def main() -> int:
 
     for mark in args.marks:
         clock = train_segment(source, texts, valid, mark, args)
-        hn = Hypernet.load(RUN / "hypernet")
+        hn = Hypernet.load(args.run / "hypernet")
         for name, t in tgts.items():
             key = f"{name}/hypernet@{mark}"
             if key not in points:
                 row = transferred(source, t, args, f"{name} hypernet step {mark}",
-                                  method="hypernet", hypernet=str(RUN / "hypernet"))
+                                  method="hypernet", hypernet=str(args.run / "hypernet"))
                 pair = build_pair(source.tokenizer, t["tokenizer"])
                 row["truncated_tokens"] = PieceInputs.from_pair(pair, hn.config.max_pieces
                                                                 ).stats.truncated
@@ -214,15 +225,16 @@ def report(args, tgts: dict, points: dict, hn_config) -> None:
                        if "train_seconds" in p else "")
             rows.append([name, row, p["bits_per_byte"], entry["bpb_ratio"], minutes,
                          f"{p['transfer_seconds']:.0f}" if "transfer_seconds" in p else ""])
-    curve = log_curve()
-    payload = {"machine": machine(), "args": vars(args), "hypernet": vars(hn_config),
+    curve = log_curve(args)
+    payload = {"machine": machine(), "args": {**vars(args), "run": str(args.run)},
+               "hypernet": vars(hn_config),
                "training_text_languages": TRAIN_LANGUAGES, "rows": entries,
                "training_log": curve}
     table = markdown_table(["target", "row", "bits/byte", "ratio to original",
                             "training min (wall / CPU)", "transfer s"], rows)
-    write_results("hypernet", payload, "# Hypernet vs FVT and FOCUS (SmolLM2-135M, CPU)\n\n"
-                  "`python benchmarks/hypernet.py`; ratio = bits/byte over the original model's "
-                  "bits/byte on the same held-out bytes.\n\n" + table)
+    write_results(args.name, payload, "# Hypernet vs FVT and FOCUS (SmolLM2-135M, CPU)\n\n"
+                  f"`python benchmarks/hypernet.py {' '.join(sys.argv[1:])}`; ratio = bits/byte "
+                  "over the original model's bits/byte on the same held-out bytes.\n\n" + table)
     plot(args, tgts, points, curve)
     print(table)
 
@@ -263,7 +275,7 @@ def plot(args, tgts: dict, points: dict, curve: list[dict]) -> None:
     ax2b.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    fig.savefig(RESULTS / "hypernet.png", dpi=120)
+    fig.savefig(RESULTS / f"{args.name}.png", dpi=120)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--inits", nargs="+", default=list(INITS), choices=list(INITS))
     p.add_argument("--hypernet", default=None, help="trained hypernet dir for the hypernet row")
     p.add_argument("--minutes", type=float, default=8.0, help="training time per curve")
+    p.add_argument("--steps", type=int, default=None,
+                   help="optimizer steps per curve instead of --minutes: the same compute for "
+                        "every curve however busy the machine is")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (1 keeps a shared machine's other jobs from stalling it)")
     p.add_argument("--vocab-size", type=int, default=32000)
     p.add_argument("--heldout-bytes", type=int, default=24000)
     p.add_argument("--train-bytes", type=int, default=20_000_000,
@@ -86,19 +91,23 @@ def run_curve(source: ModelBundle, target: dict, init: str, args, run_dir) -> di
                      corpus=target["corpus"] if init == "focus" else None,
                      hypernet=args.hypernet if init == "hypernet" else None)
         transfer_seconds = time.perf_counter() - t0
+    cpu = time.process_time()
     result = tune_model(
-        bundle, target["tune_texts"], out, eval_texts=target["heldout"], minutes=args.minutes,
+        bundle, target["tune_texts"], out, eval_texts=target["heldout"],
+        minutes=None if args.steps else args.minutes, steps=args.steps,
         stage=args.stage, embedding_fraction=args.embedding_fraction,
         precision=args.precision, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
         embedding_lr=args.embedding_lr, warmup_steps=args.warmup_steps,
         eval_every=args.eval_every, eval_max_length=args.max_length, eval_batch_size=4,
         checkpoint_every=100, keep_checkpoint=False, progress=args.progress,
         provenance={"benchmark": "tune", "init": init})
+    cpu = time.process_time() - cpu  # training and evaluation, all threads
     final = load_model(out)  # the published model, scored in float32
     fp32 = bits_per_byte(final.model, final.tokenizer, target["heldout"],
                          max_length=args.max_length, batch_size=4)
     row = {"target": target["name"], "init": init, "steps": result.step,
            "train_seconds": result.train_seconds, "transfer_seconds": transfer_seconds,
+           "cpu_seconds": cpu,
            "curve": [{k: r[k] for k in ("step", "train_seconds", "eval_bpb", "eval_tokens",
                                         "eval_bytes")} for r in curve_of(out)],
            "final_bpb": result.eval_bpb, "best_bpb": result.best_bpb,
@@ -110,6 +119,8 @@ def run_curve(source: ModelBundle, target: dict, init: str, args, run_dir) -> di
 def main() -> int:
     args = parse_args()
     torch.set_grad_enabled(False)  # tuning enables it for its own steps
+    if args.threads:
+        torch.set_num_threads(args.threads)
     run_dir = CACHE / "tune-run" / args.name
     run_dir.mkdir(parents=True, exist_ok=True)
     source = load_model("default")
@@ -168,15 +179,20 @@ def report(args, rows: list[dict], notes: list[str]) -> None:
         ratio = r["final_bpb_fp32"] / control["final_bpb_fp32"] if control else float("nan")
         table_rows.append([r["target"], r["init"], r["curve"][0]["eval_bpb"],
                            r["final_bpb_fp32"], ratio, r["tokens_per_byte"], r["steps"],
-                           f"{r['train_seconds'] / 60:.1f}"])
+                           f"{r['train_seconds'] / 60:.1f}",
+                           f"{r['cpu_seconds'] / 60:.1f}" if "cpu_seconds" in r else "-"])
     table = markdown_table(["target", "init", "bits/byte before", "bits/byte after",
-                            "ratio to tuned original", "tokens/byte", "steps", "minutes"],
+                            "ratio to tuned original", "tokens/byte", "steps", "minutes",
+                            "CPU minutes (with evals)"],
                            table_rows)
     g = goals(rows)
     payload = {"machine": machine(), "args": vars(args), "rows": rows, "goals": g,
                "notes": notes}
-    text = (f"# Tuning after transfer (SmolLM2-135M, CPU, {args.minutes:g} min per curve)\n\n"
-            f"`python benchmarks/tune.py --name {args.name} --minutes {args.minutes:g}` "
+    budget = f"--steps {args.steps}" if args.steps else f"--minutes {args.minutes:g}"
+    per_curve = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min"
+    threads = f" --threads {args.threads}" if args.threads else ""
+    text = (f"# Tuning after transfer (SmolLM2-135M, CPU, {per_curve} per curve)\n\n"
+            f"`python benchmarks/tune.py --name {args.name} {budget}{threads}` "
             f"({args.stage}, {args.precision}, batch {args.batch_size} x {args.seq_len} tokens, "
             f"embeddings only for the first {args.embedding_fraction:.0%}); bits/byte on the "
             "same held-out bytes, after = the published model in float32.\n\n" + table)
@@ -198,13 +214,15 @@ def plot(args, rows: list[dict]) -> None:
     fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 4.2), squeeze=False)
     for ax, name in zip(axes[0], targets, strict=True):
         for r in (r for r in rows if r["target"] == name):
-            xs = [p["train_seconds"] / 60 for p in r["curve"]]
+            xs = [p["step" if args.steps else "train_seconds"] / (1 if args.steps else 60)
+                  for p in r["curve"]]
             ys = [p["eval_bpb"] for p in r["curve"]]
             style = "k--" if r["init"] == "original" else "-"
             ax.plot(xs, ys, style, marker="o", ms=3, color=None if r["init"] != "original"
                     else "k", label=r["init"] + (" (own tokenizer)" if r["init"] == "original"
                                                  else ""))
-        ax.set_xlabel("tuning time, minutes on 2 CPU cores")
+        ax.set_xlabel(f"tuning steps ({args.batch_size} x {args.seq_len} tokens each)"
+                      if args.steps else "tuning time, minutes (wall clock)")
         ax.set_ylabel("held-out bits/byte")
         ax.set_title(f"{name}: SmolLM2-135M tuned after transfer")
         ax.set_yscale("log")

@@ -30,7 +30,32 @@ def test_untrained_equals_mean_specials_copied_provenance(pair, source_matrix):
     special = pair.ids_with(Provenance.SPECIAL)
     assert len(special) and (result.provenance[special] == Provenance.SPECIAL).all()
     exact = pair.ids_with(Provenance.EXACT)
-    assert (result.provenance[exact] == Provenance.COMPOSED).all()
+    assert len(exact) and (result.provenance[exact] == Provenance.COMPOSED).all()
+
+
+@pytest.mark.parametrize("mode", ["copy", "predict"])
+def test_exact_tokens_copied_or_predicted(pair, source_matrix, mode):
+    hn = Hypernet.for_source(SourceEmbeddings(source_matrix), **SMALL)
+    torch.nn.init.normal_(hn.input_head[-1].weight, std=0.5)  # a "trained" head
+    ctx = InitContext(hypernet=hn, options={"hypernet_exact": mode})
+    result = get_method("hypernet").fn(source_matrix, pair, ctx)
+    exact = pair.ids_with(Provenance.EXACT)
+    rows = source_matrix[[pair.pieces[i][0] for i in exact]]
+    gap = (result.matrix[exact] - rows).abs().max()
+    if mode == "copy":
+        assert gap == 0 and (result.provenance[exact] == Provenance.EXACT).all()
+    else:
+        assert gap > 1e-3 and (result.provenance[exact] == Provenance.COMPOSED).all()
+    composed = int(pair.ids_with(Provenance.COMPOSED)[0])
+    fvt = source_matrix[list(pair.pieces[composed])].mean(0)
+    assert (result.matrix[composed] - fvt).abs().max() > 1e-3  # new tokens: the hypernet's rows
+
+
+def test_exact_mode_checked(pair, source_matrix):
+    hn = Hypernet.for_source(SourceEmbeddings(source_matrix), **SMALL)
+    ctx = InitContext(hypernet=hn, options={"hypernet_exact": "yes"})
+    with pytest.raises(TokenswapError, match="hypernet_exact must be 'copy' or 'predict'"):
+        get_method("hypernet").fn(source_matrix, pair, ctx)
 
 
 def test_predicts_once_per_pair_and_serves_every_matrix(pair, monkeypatch):

@@ -14,12 +14,15 @@ from conftest import ENGLISH, GERMAN, tiny_llama
 
 from tokenswap.errors import TokenswapError
 from tokenswap.hypernet.model import Hypernet, PieceInputs, Prediction, SourceEmbeddings
+from tokenswap.hypernet.sampler import SamplerConfig, TokenizerSampler
 from tokenswap.hypernet.train import (
     FrozenLM,
+    TrainConfig,
     aux_loss,
     batch_for_step,
     chunk_texts,
     encode,
+    sample_pool,
     train_hypernet,
 )
 from tokenswap.io.models import ModelBundle
@@ -82,6 +85,21 @@ def test_batches_are_deterministic_and_cover_the_data():
     assert sorted(seen) == sorted(chunks)  # one epoch is a permutation
     assert batch_for_step(chunks, 5, 2, seed=3) == batch_for_step(chunks, 5, 2, seed=3)
     assert batch_for_step(chunks, 0, 4, seed=3) != batch_for_step(chunks, 0, 4, seed=4)
+
+
+def test_sample_pool_holds_the_batch_and_more_texts_deterministically(source_tokenizer):
+    chunks = [f"text number {i} " * 4 for i in range(100)]
+    cfg = TrainConfig(steps=1, batch_size=4, sample_texts=32, seed=1)
+    batch = batch_for_step(chunks, 7, cfg.batch_size, cfg.seed)
+    pool = sample_pool(chunks, batch, 7, cfg)
+    assert len(pool) == 32 and pool[:4] == batch and set(pool) <= set(chunks)
+    assert pool == sample_pool(chunks, batch, 7, cfg)
+    assert pool != sample_pool(chunks, batch, 8, cfg)
+    alone = TrainConfig(steps=1, batch_size=4, sample_texts=4)
+    assert sample_pool(chunks, batch, 7, alone) == batch
+    # more text gives the sampler more repeated substrings: a larger vocabulary
+    sampler = TokenizerSampler(source_tokenizer, SamplerConfig(vocab_min=8000, vocab_max=8000))
+    assert len(sampler.sample(pool, seed=0)) > len(sampler.sample(batch, seed=0))
 
 
 def test_training_lowers_held_out_loss_and_logs(tmp_path, source_tokenizer):

@@ -2,9 +2,10 @@
 
 Minixhofer et al., "Zero-Shot Tokenizer Transfer" (arXiv 2405.07883), section 3. Per step:
 
-1. the step's texts (a deterministic function of seed and step) give a UnigramLM tokenizer
-   (:mod:`.sampler`); during the first ``identity_steps`` steps the source tokenizer itself
-   is used instead (the paper's warm-up on the original tokenizer);
+1. the step's texts (a deterministic function of seed and step), with ``sample_texts`` minus
+   the batch size more random texts, give a UnigramLM tokenizer (:mod:`.sampler`); during
+   the first ``identity_steps`` steps the source tokenizer itself is used instead (the
+   paper's warm-up on the original tokenizer);
 2. :func:`~tokenswap.vocab.pair.build_pair` decomposes its vocabulary into source tokens and
    the hypernet predicts the input (and output, bias) embeddings of the whole sampled vocab;
 3. the frozen model reads ``inputs_embeds = E_in[ids]``; logits are its last hidden state
@@ -75,6 +76,7 @@ class TrainConfig:
     aux_weight: float = 0.5  # weight of the auxiliary loss on exact-match tokens
     identity_steps: int = 0  # first steps train on the source tokenizer itself
     seed: int = 0
+    sample_texts: int = 64  # texts each step's tokenizer is drawn from: the batch and random others
     checkpoint_every: int = 100  # steps between checkpoints (and one at the end of every run)
     eval_every: int = 100  # steps between held-out evaluations (needs eval_texts)
     eval_batches: int = 4  # batches of eval texts scored per evaluation
@@ -191,6 +193,23 @@ def batch_for_step(chunks: Sequence[str], step: int, batch_size: int, seed: int)
         order = np.random.default_rng([seed, epoch]).permutation(n)
         batch.append(chunks[int(order[pos])])
     return batch
+
+
+def sample_pool(chunks: Sequence[str], batch: list[str], step: int, cfg: TrainConfig
+                ) -> list[str]:
+    """The texts step ``step``'s tokenizer is sampled from: the batch and ``sample_texts - len
+    (batch)`` more chunks drawn at random (a deterministic function of seed and step).
+
+    A tokenizer drawn from the batch alone (8 x 128 tokens, ~5 KB) has only the few thousand
+    substrings that repeat inside it, short and batch-specific; 64 texts (~50 KB) give
+    vocabularies of 8k-32k pieces whose statistics look like a tokenizer trained on a corpus,
+    as the targets users bring do.
+    """
+    extra = max(0, cfg.sample_texts - len(batch))
+    if not extra:
+        return batch
+    rng = np.random.default_rng([cfg.seed, step, 2])
+    return batch + [chunks[int(i)] for i in rng.integers(0, len(chunks), size=extra)]
 
 
 def encode(tokenizer, texts: Sequence[str], seq_len: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -400,7 +419,8 @@ def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx:
                     identity_pair = build_pair(source_tok, source_tok)
                 pair = identity_pair
             else:
-                tokenizer = sampler.sample(batch, seed=(cfg.seed, step))
+                tokenizer = sampler.sample(sample_pool(chunks, batch, step, cfg),
+                                           seed=(cfg.seed, step))
                 pair = build_pair(source_tok, tokenizer)
             inputs = PieceInputs.from_pair(pair, hn.config.max_pieces).to(device)
             ids, mask = encode(tokenizer, batch[ctx.rank::ctx.world], cfg.seq_len, device)
