@@ -97,6 +97,12 @@ def known_mixtures(texts, total: int, vocab: int, steps: int) -> list[dict]:
     return rows
 
 
+def by_rank(top: list[dict]) -> str:
+    """Share of confirmed candidates among the first 10, 25, 50, ... (precision by rank)."""
+    cuts = [n for n in (10, 25, 50, 100, 200) if n <= len(top)]
+    return ", ".join(f"top {n} {sum(c['confirmed'] for c in top[:n])}/{n}" for n in cuts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--small", action="store_true", help="A quick run (fewer tokens/merges).")
@@ -109,7 +115,8 @@ def main() -> None:
     from tokenswap.vocab.pair import Provenance, build_pair
 
     payload: dict = {"machine": machine(), "small": small}
-    md: list[str] = ["# Under-trained tokens and data mixture inference", ""]
+    md: list[str] = ["# Under-trained tokens and data mixture inference", "",
+                     f"Run: `python benchmarks/glitch.py{' --small' if small else ''}`.", ""]
     verify, controls = (24, 12) if small else (100, 50)
 
     # 1. SmolLM2 itself
@@ -127,7 +134,8 @@ def main() -> None:
            f"confirmed (max repeat probability < {smol.threshold:g}); random ordinary tokens "
            f"below the threshold: {payload['smollm2']['controls_below_threshold']} of "
            f"{len(smol.controls)} (median p {payload['smollm2']['controls_median_p']:.3g} vs "
-           f"{payload['smollm2']['candidates_median_p']:.3g} for candidates).", "",
+           f"{payload['smollm2']['candidates_median_p']:.3g} for candidates). "
+           f"Confirmed by rank: {by_rank(payload['smollm2']['top'])}.", "",
            markdown_table(["id", "token", "similarity", "norm", "max P(repeat)", "confirmed"],
                           glitch_rows(smol)), ""]
 
