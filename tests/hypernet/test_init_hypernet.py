@@ -22,39 +22,59 @@ def test_registered_with_requirement():
     assert method.requires == ("hypernet",) and "2405.07883" in method.url
 
 
-def test_untrained_equals_mean_specials_copied_provenance(pair, source_matrix):
+@pytest.mark.parametrize("mode", ["align", "predict", "copy"])
+def test_untrained_equals_mean_specials_copied_provenance(pair, source_matrix, mode):
     hn = Hypernet.for_source(SourceEmbeddings(source_matrix), **SMALL)
-    result = get_method("hypernet").fn(source_matrix, pair, InitContext(hypernet=hn))
+    ctx = InitContext(hypernet=hn, options={"hypernet_exact": mode})
+    result = get_method("hypernet").fn(source_matrix, pair, ctx)
     mean = get_method("mean").fn(source_matrix, pair, InitContext())
     torch.testing.assert_close(result.matrix, mean.matrix, rtol=0, atol=1e-6)
     special = pair.ids_with(Provenance.SPECIAL)
     assert len(special) and (result.provenance[special] == Provenance.SPECIAL).all()
     exact = pair.ids_with(Provenance.EXACT)
-    assert len(exact) and (result.provenance[exact] == Provenance.COMPOSED).all()
+    kind = Provenance.COMPOSED if mode == "predict" else Provenance.EXACT
+    assert len(exact) and (result.provenance[exact] == kind).all()
 
 
-@pytest.mark.parametrize("mode", ["copy", "predict"])
-def test_exact_tokens_copied_or_predicted(pair, source_matrix, mode):
+def _trained(source_matrix, offset: torch.Tensor) -> Hypernet:
+    """A hypernet whose input head adds small token-dependent changes and the same ``offset``
+    to every row."""
     hn = Hypernet.for_source(SourceEmbeddings(source_matrix), **SMALL)
-    torch.nn.init.normal_(hn.input_head[-1].weight, std=0.5)  # a "trained" head
+    torch.nn.init.normal_(hn.input_head[-1].weight, std=0.05)
+    with torch.no_grad():
+        hn.input_head[-1].bias.copy_(offset)
+    return hn
+
+
+@pytest.mark.parametrize("mode", ["align", "predict", "copy"])
+def test_exact_tokens_aligned_copied_or_predicted(pair, source_matrix, mode):
+    offset = torch.full((source_matrix.shape[1],), 3.0)
+    hn = _trained(source_matrix, offset)
     ctx = InitContext(hypernet=hn, options={"hypernet_exact": mode})
     result = get_method("hypernet").fn(source_matrix, pair, ctx)
+    raw = get_method("hypernet").fn(source_matrix, pair, InitContext(
+        hypernet=hn, options={"hypernet_exact": "predict"})).matrix
     exact = pair.ids_with(Provenance.EXACT)
     rows = source_matrix[[pair.pieces[i][0] for i in exact]]
     gap = (result.matrix[exact] - rows).abs().max()
-    if mode == "copy":
-        assert gap == 0 and (result.provenance[exact] == Provenance.EXACT).all()
-    else:
+    composed = pair.ids_with(Provenance.COMPOSED)
+    if mode == "predict":
         assert gap > 1e-3 and (result.provenance[exact] == Provenance.COMPOSED).all()
-    composed = int(pair.ids_with(Provenance.COMPOSED)[0])
-    fvt = source_matrix[list(pair.pieces[composed])].mean(0)
-    assert (result.matrix[composed] - fvt).abs().max() > 1e-3  # new tokens: the hypernet's rows
+    else:
+        assert gap == 0 and (result.provenance[exact] == Provenance.EXACT).all()
+    shift = raw[composed] - result.matrix[composed]  # what was taken off the new rows
+    if mode == "align":  # the measured common offset: the bias plus the noise's mean
+        expected = (raw[exact] - rows).mean(0)
+        torch.testing.assert_close(shift, expected.expand_as(shift))
+        assert (expected - offset).abs().max() < 0.5
+    else:
+        assert shift.abs().max() == 0
 
 
 def test_exact_mode_checked(pair, source_matrix):
     hn = Hypernet.for_source(SourceEmbeddings(source_matrix), **SMALL)
     ctx = InitContext(hypernet=hn, options={"hypernet_exact": "yes"})
-    with pytest.raises(TokenswapError, match="hypernet_exact must be 'copy' or 'predict'"):
+    with pytest.raises(TokenswapError, match="hypernet_exact must be one of align, predict, copy"):
         get_method("hypernet").fn(source_matrix, pair, ctx)
 
 

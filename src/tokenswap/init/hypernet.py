@@ -9,15 +9,23 @@ matrix ``ctx.matrix`` asks for.
 
 Special tokens matched to a source special token are copied (``SPECIAL``); tokens with no
 source pieces keep ``FALLBACK`` (the hypernet predicts them from its learned "empty" input on
-top of the mean of all source rows); every other row is ``COMPOSED``, exact matches included,
-since the hypernet's row for them is its own prediction, not a copy.
+top of the mean of all source rows).
 
-The option ``hypernet_exact="copy"`` copies the source rows of tokens that exist in the source
-vocabulary instead (provenance ``EXACT``). It is not the default because it measured worse:
-the predicted rows of new tokens are made to work next to the *predicted* rows of shared
-tokens. SmolLM2 with the step-200 hypernet of ``benchmarks/hypernet.py`` on the 32k BPEs,
-bits/byte predicted -> copied: German 2.268 -> 2.486, Russian 1.725 -> 1.895, code 1.146 ->
-1.102 (90% of the code tokens are shared; FVT 1.037).
+Tokens the source vocabulary also has (``EXACT``) are handled by the option ``hypernet_exact``:
+
+- ``"align"`` (default): the hypernet's rows carry a common offset - on SmolLM2 the mean of
+  (predicted - source) over the shared tokens is about a sixth of a row's norm, the same on
+  every target, so it is learned, not noise. It is measured on the shared tokens, subtracted
+  from every predicted row, and the shared tokens get their source rows (``EXACT``);
+- ``"predict"``: every row as predicted (the paper); shared tokens are ``COMPOSED``;
+- ``"copy"``: shared tokens get their source rows, the others stay as predicted.
+
+Measured with the step-200 hypernet of ``benchmarks/hypernet.py`` (sampled 4k-8k vocabularies,
+constant learning rate) on SmolLM2 and the 32k BPEs, bits/byte predict / copy / align: German
+2.268 / 2.486 / 2.208, Russian 1.725 / 1.895 / (see below), code 1.146 / 1.102 / 0.992 (FVT
+2.327, 1.848, 1.037). Copying alone mixes frames (new rows predicted next to *shifted* shared
+rows); removing the offset first makes the copies consistent with the predictions and keeps
+the shared tokens exact, which matters on code, where 90% of the held-out tokens are shared.
 
 Needs ``ctx.hypernet`` (a loaded :class:`~tokenswap.hypernet.model.Hypernet`, checked against
 the model by :func:`~tokenswap.hypernet.model.load_hypernet`) and, for untied models or models
@@ -35,6 +43,7 @@ from tokenswap.init.registry import InitContext, Initialized, register
 from tokenswap.vocab.pair import Provenance, TokenPair
 
 _CACHE_KEY = "_hypernet"
+EXACT_MODES = ("align", "predict", "copy")
 
 
 def _sources(source: torch.Tensor, ctx: InitContext):
@@ -74,13 +83,28 @@ def hypernet_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> In
     if matrix.shape[1] != source.shape[1]:
         raise TokenswapError(f"hypernet {ctx.matrix} rows have width {matrix.shape[1]}, the "
                              f"model's have {source.shape[1]}")
-    mode = str(ctx.options.get("hypernet_exact", "predict"))
-    if mode not in ("copy", "predict"):
-        raise TokenswapError(f"hypernet_exact must be 'copy' or 'predict', got {mode!r}")
+    mode = str(ctx.options.get("hypernet_exact", "align"))
+    if mode not in EXACT_MODES:
+        raise TokenswapError(f"hypernet_exact must be one of {', '.join(EXACT_MODES)}, "
+                             f"got {mode!r}")
     target = matrix.to(source.device, torch.float32).clone()
     provenance = pair.provenance.copy()
     if mode == "predict":
         provenance[provenance == Provenance.EXACT] = Provenance.COMPOSED
-    kinds = (Provenance.SPECIAL,) if mode == "predict" else (Provenance.SPECIAL, Provenance.EXACT)
-    copy_single_piece(target, source, pair, kinds=kinds)
+        copy_single_piece(target, source, pair, kinds=(Provenance.SPECIAL,))
+        return Initialized(target, provenance)
+    if mode == "align":
+        target -= common_offset(target, source, pair)
+    copy_single_piece(target, source, pair, kinds=(Provenance.SPECIAL, Provenance.EXACT))
     return Initialized(target, provenance)
+
+
+def common_offset(predicted: torch.Tensor, source: torch.Tensor, pair: TokenPair) -> torch.Tensor:
+    """Mean of (predicted - source row) over the target tokens the source also has; zero when
+    there are none."""
+    exact = pair.ids_with(Provenance.EXACT)
+    if not len(exact):
+        return torch.zeros(predicted.shape[1], device=predicted.device)
+    rows = torch.as_tensor([pair.pieces[i][0] for i in exact], device=source.device)
+    ids = torch.as_tensor(exact, device=predicted.device)
+    return (predicted[ids] - source[rows].float()).mean(0)
