@@ -82,6 +82,9 @@ def parse_args() -> argparse.Namespace:
                    help="cosine decay to zero over this many steps (default: constant after "
                         "warm-up, so that later --marks continue the same run)")
     p.add_argument("--max-length", type=int, default=1024)
+    p.add_argument("--exact", default="align", choices=["align", "predict", "copy"],
+                   help="hypernet_exact: how tokens the source also has are set (see "
+                        "tokenswap.init.hypernet)")
     p.add_argument("--fresh", action="store_true", help="discard an earlier run's hypernet")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     args = p.parse_args()
@@ -195,7 +198,8 @@ def main() -> int:
             key = f"{name}/hypernet@{mark}"
             if key not in points:
                 row = transferred(source, t, args, f"{name} hypernet step {mark}",
-                                  method="hypernet", hypernet=str(args.run / "hypernet"))
+                                  method="hypernet", hypernet=str(args.run / "hypernet"),
+                                  options={"hypernet_exact": args.exact})
                 pair = build_pair(source.tokenizer, t["tokenizer"])
                 row["truncated_tokens"] = PieceInputs.from_pair(pair, hn.config.max_pieces
                                                                 ).stats.truncated
@@ -234,7 +238,8 @@ def report(args, tgts: dict, points: dict, hn_config) -> None:
                             "training min (wall / CPU)", "transfer s"], rows)
     write_results(args.name, payload, "# Hypernet vs FVT and FOCUS (SmolLM2-135M, CPU)\n\n"
                   f"`python benchmarks/hypernet.py {' '.join(sys.argv[1:])}`; ratio = bits/byte "
-                  "over the original model's bits/byte on the same held-out bytes.\n\n" + table)
+                  "over the original model's bits/byte on the same held-out bytes; hypernet rows "
+                  f"with `hypernet_exact={args.exact}`.\n\n" + table)
     plot(args, tgts, points, curve)
     print(table)
 
