@@ -74,8 +74,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--warmup-steps", type=int, default=50)
-    p.add_argument("--vocab-min", type=int, default=8192, help="sampled tokenizers")
-    p.add_argument("--vocab-max", type=int, default=32768)
+    p.add_argument("--vocab-min", type=int, default=4096,
+                   help="sampled tokenizers (the hypernet's cost grows with their size)")
+    p.add_argument("--vocab-max", type=int, default=8192)
     p.add_argument("--sample-texts", type=int, default=64,
                    help="texts each sampled tokenizer is drawn from (the batch and random others)")
     p.add_argument("--decay-steps", type=int, default=None,
