@@ -99,7 +99,8 @@ def test_hypernet_train_then_transfer(tmp_path, tiny_model_dir, german_tokenizer
         hn = tmp_path / "hn"
         train = ["hypernet", "train", "--model", str(tiny_model_dir), "--corpus", str(corpus),
                  "--steps", "2", "--out", str(hn), "--batch-size", "2", "--seq-len", "16",
-                 "--vocab-min", "300", "--vocab-max", "350", "-O", "d_model=32", "-O",
+                 "--vocab-min", "300", "--vocab-max", "350", "--sample-texts", "4",
+                 "-O", "d_model=32", "-O",
                  "n_layers=1", "-O", "n_heads=2", "-O", "d_ff=64", "-O", "warmup_steps=1",
                  "-O", "noise_std=0.5"]
         assert main(train) == 0
@@ -116,6 +117,14 @@ def test_hypernet_train_then_transfer(tmp_path, tiny_model_dir, german_tokenizer
         assert main(["transfer", "--model", str(tiny_model_dir), "--tokenizer", str(tok),
                      "--method", "hypernet", "--hypernet", str(hn), "--out", str(out)]) == 0
         assert json.loads((out / "tokenswap.json").read_text())["method"] == "hypernet"
+        assert main(["transfer", "--model", str(tiny_model_dir), "--tokenizer", str(tok),
+                     "--method", "hypernet", "--hypernet", str(hn), "-O", "hypernet_exact=predict",
+                     "--out", str(tmp_path / "o4")]) == 0
+        assert main(["transfer", "--model", str(tiny_model_dir), "--tokenizer", str(tok),
+                     "--method", "hypernet", "--hypernet", str(hn), "-O", "hypernet_exact=both",
+                     "--out", str(tmp_path / "o5")]) == 2
+        assert "hypernet_exact must be one of" in capsys.readouterr().err
+        assert not (tmp_path / "o5").exists()
         assert main(["transfer", "--model", str(tiny_model_dir), "--tokenizer", str(tok),
                      "--method", "hypernet", "--out", str(tmp_path / "o2")]) == 2
         assert "needs --hypernet" in capsys.readouterr().err

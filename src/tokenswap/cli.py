@@ -212,6 +212,8 @@ def hypernet_train(
         help="First steps train on the source tokenizer itself.")] = 0,
     vocab_min: Annotated[int, typer.Option(help="Smallest sampled vocabulary.")] = 8192,
     vocab_max: Annotated[int, typer.Option(help="Largest sampled vocabulary.")] = 32768,
+    sample_texts: Annotated[int, typer.Option(
+        help="Texts each step's tokenizer is drawn from: the batch and random others.")] = 64,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
     eval_every: Annotated[int, typer.Option(help="Steps between evaluations.")] = 100,
     max_bytes: Annotated[int | None, typer.Option(help="Read at most this much text.")] = None,
@@ -255,7 +257,8 @@ def hypernet_train(
         model, corpus, out, eval_corpus=eval_corpus, max_bytes=max_bytes, device=device,
         resume=resume, steps=steps, minutes=minutes, batch_size=batch_size, seq_len=seq_len,
         lr=lr, identity_steps=identity_steps, checkpoint_every=checkpoint_every,
-        eval_every=eval_every, seed=seed, sampler=sampler, hypernet=net, **train_opts)
+        eval_every=eval_every, seed=seed, sampler=sampler, hypernet=net,
+        **{"sample_texts": sample_texts, **train_opts})
     import os
 
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
