@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 import time
 
 import torch
@@ -188,11 +189,9 @@ def report(args, rows: list[dict], notes: list[str]) -> None:
     g = goals(rows)
     payload = {"machine": machine(), "args": vars(args), "rows": rows, "goals": g,
                "notes": notes}
-    budget = f"--steps {args.steps}" if args.steps else f"--minutes {args.minutes:g}"
     per_curve = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min"
-    threads = f" --threads {args.threads}" if args.threads else ""
     text = (f"# Tuning after transfer (SmolLM2-135M, CPU, {per_curve} per curve)\n\n"
-            f"`python benchmarks/tune.py --name {args.name} {budget}{threads}` "
+            f"`python benchmarks/tune.py {' '.join(sys.argv[1:])}` "
             f"({args.stage}, {args.precision}, batch {args.batch_size} x {args.seq_len} tokens, "
             f"embeddings only for the first {args.embedding_fraction:.0%}); bits/byte on the "
             "same held-out bytes, after = the published model in float32.\n\n" + table)
