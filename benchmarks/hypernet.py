@@ -117,6 +117,11 @@ def targets(args, source: ModelBundle) -> dict[str, dict]:
     return out
 
 
+def hypernet_key(target: str, mark: int, exact: str) -> str:
+    """Where a hypernet row is kept in the run's points.json (one per hypernet_exact mode)."""
+    return f"{target}/hypernet@{mark}" if exact == "align" else f"{target}/hypernet-{exact}@{mark}"
+
+
 def score(model, tokenizer, texts, args, label: str) -> float:
     return bits_per_byte(model, tokenizer, texts, max_length=args.max_length, batch_size=4,
                          progress=label if args.progress else False).bits_per_byte
@@ -196,8 +201,11 @@ def main() -> int:
         clock = train_segment(source, texts, valid, mark, args)
         hn = Hypernet.load(args.run / "hypernet")
         for name, t in tgts.items():
-            key = f"{name}/hypernet@{mark}"
+            key = hypernet_key(name, mark, args.exact)
             if key not in points:
+                if clock["step"] != mark:  # the saved hypernet is a later step's
+                    raise SystemExit(f"{key} was not scored when the run passed step {mark} "
+                                     f"(it is at step {clock['step']}); use later --marks")
                 row = transferred(source, t, args, f"{name} hypernet step {mark}",
                                   method="hypernet", hypernet=str(args.run / "hypernet"),
                                   options={"hypernet_exact": args.exact})
@@ -220,7 +228,7 @@ def report(args, tgts: dict, points: dict, hn_config) -> None:
         base = points[f"{name}/original"]["bits_per_byte"]
         found = [("original", points[f"{name}/original"])]
         found += [(m, points[f"{name}/{m}"]) for m in args.baselines]
-        found += [(f"hypernet step {mark}", points[f"{name}/hypernet@{mark}"])
+        found += [(f"hypernet step {mark}", points[hypernet_key(name, mark, args.exact)])
                   for mark in args.marks]
         for row, p in found:
             entry = {"target": name, "tokenizer": t["label"], "text": t["text"], "row": row,
@@ -256,9 +264,10 @@ def plot(args, tgts: dict, points: dict, curve: list[dict]) -> None:
         color = f"C{i}"
         base = points[f"{name}/original"]["bits_per_byte"]
         # step 0 of the hypernet is FVT (`mean`)
-        xs = [0.0] + [points[f"{name}/hypernet@{m}"]["train_cpu_seconds"] / 60 for m in args.marks]
+        keys = [hypernet_key(name, m, args.exact) for m in args.marks]
+        xs = [0.0] + [points[k]["train_cpu_seconds"] / 60 for k in keys]
         ys = [points[f"{name}/mean"]["bits_per_byte"] / base]
-        ys += [points[f"{name}/hypernet@{m}"]["bits_per_byte"] / base for m in args.marks]
+        ys += [points[k]["bits_per_byte"] / base for k in keys]
         ax.plot(xs, ys, "o-", color=color, label=f"{name}: hypernet")
         if "focus" in args.baselines:
             ax.axhline(points[f"{name}/focus"]["bits_per_byte"] / base, color=color, ls="--",
