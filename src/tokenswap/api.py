@@ -51,6 +51,7 @@ class TransferStats:
     input: dict[str, int]  # provenance counts of the input matrix as the method filled it
     output: dict[str, int] | None = None  # untied output matrix, if any
     seconds: float = 0.0
+    hypernet_base: str | None = None  # how the model relates to the hypernet's base, if any
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,8 +128,9 @@ def transfer(
     :func:`~tokenswap.io.dictionary.read_dictionary` spec or a list of word pairs) feed the
     methods that require them (``InitMethod.requires``); ``options`` holds method options.
     ``hypernet`` is a trained hypernet directory (or a loaded ``Hypernet``) for the
-    ``hypernet`` method; it must have been trained for this model's embeddings unless
-    ``allow_other_base`` says the model is a fine-tuned copy of its base.
+    ``hypernet`` method; it must have been trained for this model or a model this one was
+    fine-tuned from (recognised by its embeddings; ``allow_other_base`` skips the check);
+    ``result.stats.hypernet_base`` says which.
     With ``report_undertrained`` > 0, up to that many new tokens whose embeddings look like the
     source model's unused tokens are listed (:func:`tokenswap.audit.glitch.undertrained_new_tokens`)
     in ``result.undertrained`` and in the saved ``tokenswap.json``.
@@ -209,6 +211,7 @@ def transfer(
         pair=pair.counts(), input=_counts(new_in.provenance),
         output=_counts(new_out.provenance) if new_out is not None else None,
         seconds=time.perf_counter() - start,
+        hypernet_base=hypernet_model.base_match if hypernet_model is not None else None,
     )
     saved = save_model(bundle, out, overwrite=overwrite, provenance={
         "tokenswap": __version__, "source_model": bundle.spec, "method": init.name,
@@ -227,10 +230,11 @@ def bind_hypernet(hypernet, bundle: ModelBundle, *, allow_other_base: bool = Fal
 
     source = SourceEmbeddings.from_bundle(bundle)
     if isinstance(hypernet, Hypernet):
-        hypernet.check_base(source, bundle.name, allow_other_base=allow_other_base)
+        hypernet.check_base(source, bundle.name, tokenizer=bundle.tokenizer,
+                            allow_other_base=allow_other_base)
         return hypernet
-    return load_hypernet(hypernet, source, bundle.name, allow_other_base=allow_other_base,
-                         device=device)
+    return load_hypernet(hypernet, source, bundle.name, tokenizer=bundle.tokenizer,
+                         allow_other_base=allow_other_base, device=device)
 
 
 def hypernet_train(

@@ -78,7 +78,8 @@ def transfer(
     hypernet: Annotated[str | None, typer.Option(
         help="Trained hypernet directory for --method hypernet (`tokenswap hypernet train`).")] = None,
     allow_other_base: Annotated[bool, typer.Option(
-        help="Apply --hypernet to a fine-tuned copy of the model it was trained for.")] = False,
+        help="Apply --hypernet to a model that is neither its base nor a recognised "
+             "fine-tuned variant of it.")] = False,
     report_undertrained: Annotated[int, typer.Option(
         help="List up to N new tokens whose embeddings look like the source model's unused "
              "tokens (also saved in tokenswap.json); 0 = off.")] = 0,
@@ -103,6 +104,8 @@ def transfer(
     console.print(f"  input:  {describe({**s.input, 'total': s.target_vocab})}")
     if s.output is not None:
         console.print(f"  output: {describe({**s.output, 'total': s.target_vocab})}")
+    if s.hypernet_base is not None:
+        console.print(f"  hypernet: model is {s.hypernet_base}", highlight=False)
     if result.undertrained is not None:
         console.print(f"  {len(result.undertrained)} new tokens look under-trained"
                       + (":" if result.undertrained else ""))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import GERMAN, tiny_llama
+from conftest import ENGLISH, GERMAN, tiny_llama
 from conftest import HYPERNET_SMALL as SMALL
 
 from tokenswap import api
@@ -127,3 +127,58 @@ def test_transfer_with_hypernet_and_base_check(tmp_path, source_tokenizer, germa
                  allow_other_base=True)
     with pytest.raises(TokenswapError, match="--hypernet"):
         api.transfer(base, german_tokenizer, method="hypernet")
+
+
+HELD_OUT_GERMAN = [
+    "Der Hund schläft unter dem Tisch, weil es draußen regnet.",
+    "Am Fluss stehen größere Häuser mit nassen Straßen davor.",
+    "Das Modell zerlegt den nächsten Text in größere Tokens.",
+    "Ärger über den faulen Fuchs hilft dem Meister nicht.",
+]
+
+
+def test_hypernet_applies_unchanged_to_a_fine_tuned_copy(tmp_path, source_tokenizer,
+                                                         german_tokenizer):
+    """The paper applies a base model's hypernet to its fine-tuned variants without
+    retraining. A copy of the base is fine-tuned here (every weight, embeddings included); the
+    hypernet recognises it without a flag, reads the copy's own embeddings, and what it learned
+    on the base still beats FVT on the copy."""
+    import copy
+
+    from test_train import TINY
+
+    from tokenswap.evaluate.bpb import bits_per_byte
+    from tokenswap.hypernet.train import train_hypernet
+    from tokenswap.tuning import tune_model
+
+    base = ModelBundle(tiny_llama(len(source_tokenizer), seed=0), source_tokenizer, "tiny-base")
+    train_hypernet(base, GERMAN * 2, tmp_path / "hn", steps=40, identity_steps=2,
+                   checkpoint_every=100, **TINY)
+    tuned = ModelBundle(copy.deepcopy(base.model), source_tokenizer, "tiny-tuned")
+    tune_model(tuned, ENGLISH, tmp_path / "tuned", steps=8, embedding_fraction=0.25,
+               batch_size=4, seq_len=32, lr=3e-3, warmup_steps=1, progress=False)
+    tuned = load_model(tmp_path / "tuned")
+    moved = (tuned.input_embeddings() - base.input_embeddings()).norm(dim=1)
+    assert (moved > 1e-3).float().mean() > 0.5  # most rows were trained
+
+    def transferred(bundle, **kw):
+        bundle = ModelBundle(copy.deepcopy(bundle.model), bundle.tokenizer, bundle.spec)
+        result = api.transfer(bundle, german_tokenizer, **kw)
+        bpb = bits_per_byte(bundle.model, german_tokenizer, HELD_OUT_GERMAN).bits_per_byte
+        return result, bpb
+
+    hyper, hyper_bpb = transferred(tuned, method="hypernet", hypernet=tmp_path / "hn")
+    assert hyper.stats.hypernet_base.startswith("fine-tuned variant of tiny-base")
+    _, mean_bpb = transferred(tuned, method="mean")
+    on_base, base_hyper_bpb = transferred(base, method="hypernet", hypernet=tmp_path / "hn")
+    _, base_mean_bpb = transferred(base, method="mean")
+    assert on_base.stats.hypernet_base == "base"
+    assert hyper_bpb != base_hyper_bpb  # the copy's own embeddings were read
+    # measured: the gain over FVT is 0.070 bits/byte on the base and 0.067 on the copy
+    gain_on_base, gain_on_copy = base_mean_bpb - base_hyper_bpb, mean_bpb - hyper_bpb
+    assert gain_on_base > 0.03 and gain_on_copy > 0.5 * gain_on_base, (gain_on_base,
+                                                                       gain_on_copy)
+    # an unrelated model with the same shapes is still refused
+    stranger = ModelBundle(tiny_llama(len(source_tokenizer), seed=9), source_tokenizer, "x")
+    with pytest.raises(TokenswapError, match="not for x .*below 0.5"):
+        api.transfer(stranger, german_tokenizer, method="hypernet", hypernet=tmp_path / "hn")

@@ -124,22 +124,70 @@ def test_other_model_is_refused_with_one_line(tmp_path, source_tokenizer):
     assert f"was trained for base-model (embeddings {src.hash()[:8]}), not for other-model" in msg
 
 
-def test_fine_tuned_copy_same_embeddings_passes_changed_needs_flag(tmp_path, source_tokenizer):
+def test_fine_tuned_variant_is_recognised_other_models_need_the_flag(tmp_path,
+                                                                    source_tokenizer):
     base = tiny_llama(len(source_tokenizer), seed=0)
     src = SourceEmbeddings(base.get_input_embeddings().weight.detach())
-    Hypernet.for_source(src, base_model="base", **SMALL).save(tmp_path / "hn")
+    Hypernet.for_source(src, base_model="base", **SMALL).save(tmp_path / "hn")  # no tokenizer
     # Only the transformer body was fine-tuned: the embeddings hash the same.
     tuned = tiny_llama(len(source_tokenizer), seed=0)
     with torch.no_grad():
         tuned.model.layers[0].mlp.up_proj.weight.add_(0.1)
-    load_hypernet(tmp_path / "hn", SourceEmbeddings(tuned.get_input_embeddings().weight), "ft")
-    # Embeddings fine-tuned too: refused unless the user says it is a copy of the base.
+    emb = tuned.get_input_embeddings().weight
+    assert load_hypernet(tmp_path / "hn", SourceEmbeddings(emb), "ft").base_match == "base"
+    # Embeddings fine-tuned too (every row moved by a tenth of its norm): still the base's.
     with torch.no_grad():
-        tuned.get_input_embeddings().weight.add_(1e-3)
-    changed = SourceEmbeddings(tuned.get_input_embeddings().weight.detach())
-    with pytest.raises(TokenswapError, match="allow-other-base"):
+        emb.add_(0.1 * emb.norm(dim=1, keepdim=True) * torch.randn_like(emb) / emb.shape[1] ** 0.5)
+    changed = SourceEmbeddings(emb.detach())
+    match = load_hypernet(tmp_path / "hn", changed, "ft").base_match
+    assert match.startswith("fine-tuned variant of base (embedding rows 0.99")
+    # An unrelated model of the same shape is refused, unless the user insists.
+    other = SourceEmbeddings(tiny_llama(len(source_tokenizer), seed=9).get_input_embeddings()
+                             .weight.detach())
+    with pytest.raises(TokenswapError, match=r"embedding rows -?0\.0\d+ similar, below 0\.5"):
+        load_hypernet(tmp_path / "hn", other, "other")
+    forced = load_hypernet(tmp_path / "hn", other, "other", allow_other_base=True)
+    assert forced.base_match == "another model (allowed)"
+
+
+def test_a_fine_tuned_variant_keeps_the_base_tokenizer(tmp_path, source_tokenizer,
+                                                      german_tokenizer):
+    import copy
+
+    base = tiny_llama(len(source_tokenizer), seed=0)
+    src = SourceEmbeddings(base.get_input_embeddings().weight.detach())
+    Hypernet.for_source(src, base_model="base", tokenizer=source_tokenizer, **SMALL
+                        ).save(tmp_path / "hn")
+    changed = SourceEmbeddings(src.input + 1e-3)
+    match = load_hypernet(tmp_path / "hn", changed, "ft", tokenizer=source_tokenizer).base_match
+    assert match.startswith("fine-tuned variant")
+    grown = copy.deepcopy(source_tokenizer)  # chat tokens appended by a fine-tune are fine
+    grown.add_special_tokens({"additional_special_tokens": ["<|tool|>"]})
+    assert len(grown) == len(source_tokenizer) + 1
+    load_hypernet(tmp_path / "hn", changed, "ft", tokenizer=grown)
+    for other in (german_tokenizer, None):  # another vocabulary, or none to check
+        with pytest.raises(TokenswapError, match=r"not for ft \(its tokenizer is not the base's"):
+            load_hypernet(tmp_path / "hn", changed, "ft", tokenizer=other)
+    # the base itself is recognised by its embeddings alone
+    assert load_hypernet(tmp_path / "hn", src, "b", tokenizer=german_tokenizer).base_match == "base"
+
+
+def test_hypernet_without_fingerprint_needs_the_flag_for_changed_embeddings(tmp_path,
+                                                                          source_matrix):
+    from safetensors.torch import load_file, save_file
+
+    from tokenswap.hypernet.model import FINGERPRINT_KEY, WEIGHTS_FILE
+
+    hn = Hypernet.for_source(SourceEmbeddings(source_matrix), base_model="base", **SMALL)
+    hn.save(tmp_path / "hn")
+    state = load_file(str(tmp_path / "hn" / WEIGHTS_FILE))
+    assert state.pop(FINGERPRINT_KEY).shape == (min(256, len(source_matrix)),
+                                                source_matrix.shape[1])
+    save_file(state, str(tmp_path / "hn" / WEIGHTS_FILE))  # as saved before fingerprints
+    changed = SourceEmbeddings(source_matrix + 1e-3)
+    with pytest.raises(TokenswapError, match="no fingerprint to compare.*--allow-other-base"):
         load_hypernet(tmp_path / "hn", changed, "ft")
-    load_hypernet(tmp_path / "hn", changed, "ft", allow_other_base=True)
+    assert load_hypernet(tmp_path / "hn", SourceEmbeddings(source_matrix), "b").base_match == "base"
 
 
 def test_shape_mismatch_is_an_error_even_with_flag(tmp_path, pair, source_matrix):

@@ -22,10 +22,13 @@ predicted like any other (training ties them to their source rows with an auxili
 the ``hypernet`` init method copies special rows.
 
 The source matrices are not part of the module: they are passed to :meth:`Hypernet.forward`,
-so a saved hypernet holds only its own few million weights. It records the base model's name
-and a sha256 of its embedding matrices (:func:`embedding_hash`); :meth:`Hypernet.check_base`
-refuses other models unless told the model is a fine-tuned copy of the base
-(``allow_other_base``), which the paper shows works without retraining.
+so a saved hypernet holds only its own few million weights. It records the base model's name,
+a sha256 of its embedding matrices (:func:`embedding_hash`) and a fingerprint: the base rows
+of 256 evenly spaced token ids (:func:`base_fingerprint`). :meth:`Hypernet.check_base` accepts
+the base itself and its fine-tuned variants - the paper applies a base model's hypernet to them
+unchanged - recognised by the base's tokenizer and embedding rows still close to the
+fingerprint's (mean cosine at least ``FINE_TUNED_SIMILARITY``); any other model is refused
+unless ``allow_other_base``.
 
 Not here: the tokenizer sampler (:mod:`.sampler`) and training (:mod:`.train`).
 """
@@ -48,6 +51,13 @@ from tokenswap.vocab.pair import TokenPair
 
 WEIGHTS_FILE = "hypernet.safetensors"
 CONFIG_FILE = "hypernet.json"
+FINGERPRINT_KEY = "base.fingerprint"  # in WEIGHTS_FILE, beside the module's own weights
+FINGERPRINT_ROWS = 256
+# Mean cosine between a model's rows and the base's above which the model counts as a
+# fine-tuned variant. Fine-tuning moves rows a little (SmolLM2 after 48 full tuning steps at
+# embedding lr 1e-3: see tests/hypernet/test_model.py and the issue note); unrelated models'
+# rows are near-orthogonal (|cos| ~ 1/sqrt(H)).
+FINE_TUNED_SIMILARITY = 0.5
 
 
 @dataclass
@@ -65,6 +75,8 @@ class HypernetConfig:
     dropout: float = 0.0  # dropout inside the transformer (0 keeps training deterministic)
     base_model: str = ""  # name/spec of the base model the hypernet was trained for
     base_hash: str = ""  # embedding_hash() of that base model's embedding matrices
+    base_vocab_size: int = 0  # rows of that base model's embedding matrices
+    base_vocab_hash: str = ""  # vocab_hash() of that base model's tokenizer
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -112,6 +124,43 @@ def embedding_hash(input: torch.Tensor, output: torch.Tensor | None = None,
         h.update(f"{name}{tuple(data.shape)}".encode())
         h.update(data.numpy().tobytes())
     return h.hexdigest()
+
+
+def vocab_hash(tokenizer, size: int) -> str:
+    """sha256 (hex) of a tokenizer's tokens for ids ``0..size-1`` (appended tokens don't count)."""
+    tokens = tokenizer.convert_ids_to_tokens(list(range(size)))
+    return hashlib.sha256("\0".join(str(t) for t in tokens).encode()).hexdigest()
+
+
+def fingerprint_ids(vocab_size: int, rows: int = FINGERPRINT_ROWS) -> torch.Tensor:
+    """``rows`` evenly spaced token ids of a vocabulary, ascending (all ids of a smaller one)."""
+    return torch.unique(torch.linspace(0, vocab_size - 1, min(rows, vocab_size)).round().long())
+
+
+def _rows(source: SourceEmbeddings, ids: torch.Tensor) -> torch.Tensor:
+    """(len(ids), F) float32 CPU rows of the input (and output) embeddings, side by side."""
+    return torch.cat([t.detach()[ids.to(t.device)].to("cpu", torch.float32)
+                      for t in (source.input, source.output) if t is not None], dim=1)
+
+
+def base_fingerprint(source: SourceEmbeddings) -> torch.Tensor:
+    """(K, F) rows of the base embeddings at :func:`fingerprint_ids`, saved with a hypernet."""
+    return _rows(source, fingerprint_ids(source.input.shape[0]))
+
+
+def fingerprint_similarity(fingerprint: torch.Tensor, base_vocab_size: int,
+                           source: SourceEmbeddings) -> float | None:
+    """Mean cosine between the fingerprint's rows and ``source``'s rows of the same ids.
+
+    Ids beyond ``source``'s vocabulary are skipped (a fine-tuned copy may have been trimmed);
+    None when no id is left or the row widths differ.
+    """
+    ids = fingerprint_ids(base_vocab_size)
+    ids = ids[ids < source.input.shape[0]]  # ascending, so a prefix of the fingerprint
+    rows = _rows(source, ids)
+    if not len(ids) or rows.shape[1] != fingerprint.shape[1]:
+        return None
+    return float(torch.nn.functional.cosine_similarity(fingerprint[: len(ids)], rows).mean())
 
 
 @dataclass
@@ -200,6 +249,11 @@ class _Head(nn.Sequential):
 class Hypernet(nn.Module):
     """Predicts embeddings for any target vocabulary of one base model (see module docstring)."""
 
+    # (K, F) base rows at fingerprint_ids(), or None (hypernets saved before fingerprints)
+    base_fingerprint: torch.Tensor | None = None
+    # how the checked model relates to the base, set by check_base ("base", ...)
+    base_match: str | None = None
+
     def __init__(self, config: HypernetConfig) -> None:
         super().__init__()
         self.config = c = config
@@ -217,13 +271,19 @@ class Hypernet(nn.Module):
         self.bias_head = _Head(c.d_model, 1) if c.has_bias else None
 
     @classmethod
-    def for_source(cls, source: SourceEmbeddings, *, base_model: str = "",
+    def for_source(cls, source: SourceEmbeddings, *, base_model: str = "", tokenizer=None,
                    **options) -> Hypernet:
-        """A fresh hypernet shaped for ``source``, recording its name and embedding hash."""
+        """A fresh hypernet shaped for ``source``, recording the base model's name, embedding
+        hash and fingerprint, and (given its ``tokenizer``) a hash of its vocabulary."""
+        size = source.input.shape[0]
         config = HypernetConfig(hidden_size=source.input.shape[1], tied=source.output is None,
                                 has_bias=source.bias is not None, base_model=base_model,
-                                base_hash=source.hash(), **options)
-        return cls(config)
+                                base_hash=source.hash(), base_vocab_size=size,
+                                base_vocab_hash=vocab_hash(tokenizer, size) if tokenizer else "",
+                                **options)
+        model = cls(config)
+        model.base_fingerprint = base_fingerprint(source)
+        return model
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -307,25 +367,48 @@ class Hypernet(nn.Module):
 
     # ------------------------------------------------------------------ base-model check
 
-    def check_base(self, source: SourceEmbeddings, name: str, *,
-                   allow_other_base: bool = False) -> None:
-        """Refuse a model whose embeddings differ from the base's, unless ``allow_other_base``.
+    def check_base(self, source: SourceEmbeddings, name: str, *, tokenizer=None,
+                   allow_other_base: bool = False) -> str:
+        """How ``source``'s model relates to the base; refuse a model that is not the base or
+        a fine-tuned variant of it, unless ``allow_other_base``.
 
-        A model whose transformer was fine-tuned but whose embeddings are the base's passes;
-        a fine-tuned copy with changed embeddings needs ``allow_other_base=True`` (the paper
-        applies a base model's hypernet to its fine-tuned variants without retraining).
+        The base has the same embedding hash (so does a copy whose transformer alone was
+        fine-tuned). A variant whose embeddings were fine-tuned too keeps the base's tokenizer
+        (``tokenizer``: its first ``base_vocab_size`` tokens hash alike; tokens appended after
+        them are fine) and rows close to the base's at the fingerprint's ids: mean cosine at
+        least ``FINE_TUNED_SIMILARITY``. The answer is also kept in :attr:`base_match`.
         """
         self._check_source(source)
-        if allow_other_base or not self.config.base_hash:
-            return
-        found = source.hash()
-        if found != self.config.base_hash:
-            raise TokenswapError(
-                f"hypernet {getattr(self, 'path', 'in memory')} was trained for "
-                f"{self.config.base_model or 'another model'} (embeddings "
-                f"{self.config.base_hash[:8]}), not for {name} (embeddings {found[:8]}); "
-                "pass --allow-other-base if it is a fine-tuned copy of that model"
-            )
+        c = self.config
+        base = c.base_model or "its base model"
+        if not c.base_hash:
+            match = "not recorded"
+        elif source.hash() == c.base_hash:
+            match = "base"
+        else:
+            similarity, why = None, "no fingerprint to compare"
+            same_vocab = not c.base_vocab_hash or (
+                tokenizer is not None and len(tokenizer) >= c.base_vocab_size
+                and vocab_hash(tokenizer, c.base_vocab_size) == c.base_vocab_hash)
+            if not same_vocab:
+                why = "its tokenizer is not the base's"
+            elif self.base_fingerprint is not None:
+                similarity = fingerprint_similarity(
+                    self.base_fingerprint, c.base_vocab_size or source.input.shape[0], source)
+                if similarity is not None:
+                    why = (f"embedding rows {similarity:.3f} similar, below "
+                           f"{FINE_TUNED_SIMILARITY} for a fine-tuned variant")
+            if similarity is not None and similarity >= FINE_TUNED_SIMILARITY:
+                match = f"fine-tuned variant of {base} (embedding rows {similarity:.3f} similar)"
+            elif allow_other_base:
+                match = "another model (allowed)"
+            else:
+                raise TokenswapError(
+                    f"hypernet {getattr(self, 'path', 'in memory')} was trained for {base} "
+                    f"(embeddings {c.base_hash[:8]}), not for {name} ({why}); pass "
+                    "--allow-other-base to apply it anyway")
+        self.base_match = match
+        return match
 
     # ------------------------------------------------------------------ save / load
 
@@ -337,6 +420,8 @@ class Hypernet(nn.Module):
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        if self.base_fingerprint is not None:
+            state[FINGERPRINT_KEY] = self.base_fingerprint.contiguous()
         tmp = out / f".{WEIGHTS_FILE}.tmp"
         save_file(state, str(tmp), metadata={"format": "pt"})
         os.replace(tmp, out / WEIGHTS_FILE)
@@ -359,19 +444,21 @@ class Hypernet(nn.Module):
         except Exception as err:  # noqa: BLE001 - a corrupt file is the user's to fix
             raise TokenswapError(f"hypernet {path} is unreadable: {err}") from err
         model = cls(config)
+        model.base_fingerprint = state.pop(FINGERPRINT_KEY, None)
         model.load_state_dict(state)
         model.path = str(path)
         return model.to(device) if device is not None else model
 
 
 def load_hypernet(path: str | os.PathLike, source: SourceEmbeddings, name: str, *,
-                  allow_other_base: bool = False, device: torch.device | str | None = None
-                  ) -> Hypernet:
-    """Load the hypernet at ``path`` and check it was trained for this model's embeddings."""
+                  tokenizer=None, allow_other_base: bool = False,
+                  device: torch.device | str | None = None) -> Hypernet:
+    """Load the hypernet at ``path`` and check it belongs to this model (:meth:`check_base`)."""
     model = Hypernet.load(path, device=device)
-    model.check_base(source, name, allow_other_base=allow_other_base)
+    model.check_base(source, name, tokenizer=tokenizer, allow_other_base=allow_other_base)
     return model
 
 
-__all__ = ["Hypernet", "HypernetConfig", "PieceInputs", "PieceStats", "Prediction",
-           "SourceEmbeddings", "embedding_hash", "load_hypernet"]
+__all__ = ["FINE_TUNED_SIMILARITY", "Hypernet", "HypernetConfig", "PieceInputs", "PieceStats",
+           "Prediction", "SourceEmbeddings", "base_fingerprint", "embedding_hash",
+           "fingerprint_similarity", "load_hypernet", "vocab_hash"]

@@ -373,7 +373,8 @@ def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx:
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
-    hn = Hypernet.for_source(source, base_model=bundle.spec, **cfg.hypernet).to(device)
+    hn = Hypernet.for_source(source, base_model=bundle.spec, tokenizer=bundle.tokenizer,
+                             **cfg.hypernet).to(device)
     hn.train()
     optimizer = torch.optim.AdamW(hn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
@@ -391,6 +392,9 @@ def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx:
         # On the CPU: RNG states must stay CPU tensors; the optimizer moves its own state.
         state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
         saved = Hypernet.load(ckpt, device=device)
+        for key in ("base_vocab_size", "base_vocab_hash"):  # written before they were recorded
+            if not getattr(saved.config, key):
+                setattr(saved.config, key, getattr(hn.config, key))
         if saved.config != hn.config:
             raise TokenswapError(f"checkpoint {ckpt} is for another model or hypernet shape")
         hn.load_state_dict(saved.state_dict())
