@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import sys
 import time
 
@@ -60,7 +61,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--corpus-bytes", type=int, default=4_000_000, help="FOCUS's training text")
     p.add_argument("--stage", default="full", choices=["full", "lora", "embeddings"])
     p.add_argument("--embedding-fraction", type=float, default=0.1)
-    p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    p.add_argument("--precision", default="fp32", choices=["bf16", "fp32"],
+                   help="bf16 is fast only with native bf16 (AMX, AVX512-BF16, GPUs); on an "
+                        "AVX2-only CPU it is ~50x slower (tokenswap.tuning.precision)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-4)
@@ -83,6 +86,8 @@ def run_curve(source: ModelBundle, target: dict, init: str, args, run_dir) -> di
     done = run_dir / f"{target['name']}-{init}.json"
     if done.is_file():
         return json.loads(done.read_text())
+    if out.exists() and not (out / "checkpoint").is_dir():
+        shutil.rmtree(out)  # killed before its first checkpoint: nothing to resume
     bundle = ModelBundle(model=copy.deepcopy(source.model), tokenizer=source.tokenizer,
                          spec=source.spec)
     transfer_seconds = 0.0

@@ -288,7 +288,9 @@ def tune(
         help="What trains after the embedding warm-up: full, lora or embeddings.")] = "full",
     embedding_fraction: Annotated[float, typer.Option(
         help="First share of the run that trains the embeddings only.")] = 0.1,
-    precision: Annotated[str, typer.Option(help="fp32, or bf16 (pure bfloat16).")] = "fp32",
+    precision: Annotated[str, typer.Option(
+        help="fp32, or bf16 (pure bfloat16; fast with native bf16 - AMX, AVX512-BF16, GPUs - "
+             "and warned about where it is slower than fp32).")] = "fp32",
     batch_size: Annotated[int, typer.Option(help="Packed sequences per step (all ranks).")] = 16,
     grad_accum: Annotated[int, typer.Option(help="Micro-batches per rank per step.")] = 1,
     seq_len: Annotated[int, typer.Option(help="Tokens per packed sequence.")] = 256,

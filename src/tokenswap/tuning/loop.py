@@ -44,6 +44,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,7 @@ from tokenswap.io.checkpoint import CHECKPOINT, prepare_out, rng_state, set_rng_
 from tokenswap.io.save import atomic_dir
 from tokenswap.tuning.config import RESUME_KEYS, Precision, Schedule, Stage, TuneConfig
 from tokenswap.tuning.data import batch_indices, pack, rank_micro_batches
+from tokenswap.tuning.precision import bf16_warning
 from tokenswap.tuning.stages import (
     add_lora,
     parameter_groups,
@@ -276,6 +278,9 @@ def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts:
 
     model = bundle.model.to(device)
     if cfg.precision == Precision.BF16:
+        slow = bf16_warning(device) if ctx.main else None
+        if slow:
+            warnings.warn(slow, RuntimeWarning, stacklevel=3)
         model.to(torch.bfloat16)
     if cfg.stage == Stage.LORA:
         model = add_lora(model, cfg)
