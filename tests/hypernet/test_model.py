@@ -170,6 +170,14 @@ def test_a_fine_tuned_variant_keeps_the_base_tokenizer(tmp_path, source_tokenize
             load_hypernet(tmp_path / "hn", changed, "ft", tokenizer=other)
     # the base itself is recognised by its embeddings alone
     assert load_hypernet(tmp_path / "hn", src, "b", tokenizer=german_tokenizer).base_match == "base"
+    # embedding matrices padded beyond the tokenizer (as Qwen's are) work the same way
+    padded = SourceEmbeddings(torch.cat([src.input, torch.randn(9, src.input.shape[1])]))
+    Hypernet.for_source(padded, base_model="base", tokenizer=source_tokenizer, **SMALL
+                        ).save(tmp_path / "hn-padded")
+    tuned = SourceEmbeddings(padded.input + 1e-3)
+    for tok in (source_tokenizer, grown):
+        assert load_hypernet(tmp_path / "hn-padded", tuned, "ft", tokenizer=tok
+                             ).base_match.startswith("fine-tuned variant")
 
 
 def test_hypernet_without_fingerprint_needs_the_flag_for_changed_embeddings(tmp_path,

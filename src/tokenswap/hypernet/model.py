@@ -76,7 +76,8 @@ class HypernetConfig:
     base_model: str = ""  # name/spec of the base model the hypernet was trained for
     base_hash: str = ""  # embedding_hash() of that base model's embedding matrices
     base_vocab_size: int = 0  # rows of that base model's embedding matrices
-    base_vocab_hash: str = ""  # vocab_hash() of that base model's tokenizer
+    base_vocab_hash: str = ""  # vocab_hash() of the first base_tokenizer_size tokens
+    base_tokenizer_size: int = 0  # tokens of that base model's tokenizer
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -127,7 +128,8 @@ def embedding_hash(input: torch.Tensor, output: torch.Tensor | None = None,
 
 
 def vocab_hash(tokenizer, size: int) -> str:
-    """sha256 (hex) of a tokenizer's tokens for ids ``0..size-1`` (appended tokens don't count)."""
+    """sha256 (hex) of a tokenizer's tokens for ids ``0..size-1`` (tokens appended after them
+    don't count)."""
     tokens = tokenizer.convert_ids_to_tokens(list(range(size)))
     return hashlib.sha256("\0".join(str(t) for t in tokens).encode()).hexdigest()
 
@@ -276,11 +278,12 @@ class Hypernet(nn.Module):
         """A fresh hypernet shaped for ``source``, recording the base model's name, embedding
         hash and fingerprint, and (given its ``tokenizer``) a hash of its vocabulary."""
         size = source.input.shape[0]
+        tokens = len(tokenizer) if tokenizer is not None else 0
         config = HypernetConfig(hidden_size=source.input.shape[1], tied=source.output is None,
                                 has_bias=source.bias is not None, base_model=base_model,
                                 base_hash=source.hash(), base_vocab_size=size,
-                                base_vocab_hash=vocab_hash(tokenizer, size) if tokenizer else "",
-                                **options)
+                                base_vocab_hash=vocab_hash(tokenizer, tokens) if tokens else "",
+                                base_tokenizer_size=tokens, **options)
         model = cls(config)
         model.base_fingerprint = base_fingerprint(source)
         return model
@@ -374,8 +377,8 @@ class Hypernet(nn.Module):
 
         The base has the same embedding hash (so does a copy whose transformer alone was
         fine-tuned). A variant whose embeddings were fine-tuned too keeps the base's tokenizer
-        (``tokenizer``: its first ``base_vocab_size`` tokens hash alike; tokens appended after
-        them are fine) and rows close to the base's at the fingerprint's ids: mean cosine at
+        (``tokenizer``: its first ``base_tokenizer_size`` tokens hash alike; tokens appended
+        after them are fine) and rows close to the base's at the fingerprint's ids: mean cosine at
         least ``FINE_TUNED_SIMILARITY``. The answer is also kept in :attr:`base_match`.
         """
         self._check_source(source)
@@ -388,8 +391,8 @@ class Hypernet(nn.Module):
         else:
             similarity, why = None, "no fingerprint to compare"
             same_vocab = not c.base_vocab_hash or (
-                tokenizer is not None and len(tokenizer) >= c.base_vocab_size
-                and vocab_hash(tokenizer, c.base_vocab_size) == c.base_vocab_hash)
+                tokenizer is not None and len(tokenizer) >= c.base_tokenizer_size
+                and vocab_hash(tokenizer, c.base_tokenizer_size) == c.base_vocab_hash)
             if not same_vocab:
                 why = "its tokenizer is not the base's"
             elif self.base_fingerprint is not None:

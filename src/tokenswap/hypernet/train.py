@@ -392,7 +392,7 @@ def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx:
         # On the CPU: RNG states must stay CPU tensors; the optimizer moves its own state.
         state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
         saved = Hypernet.load(ckpt, device=device)
-        for key in ("base_vocab_size", "base_vocab_hash"):  # written before they were recorded
+        for key in ("base_vocab_size", "base_vocab_hash", "base_tokenizer_size"):  # older files
             if not getattr(saved.config, key):
                 setattr(saved.config, key, getattr(hn.config, key))
         if saved.config != hn.config:
