@@ -230,3 +230,17 @@ def test_grouping_by_width_matches_one_fully_padded_pass(pair, source_matrix):
         grouped = hn._encode(source_matrix, inputs)
     assert len(torch.unique(inputs.mask.sum(1))) > 2  # several widths really occur
     torch.testing.assert_close(grouped, full, rtol=1e-5, atol=1e-5)
+
+
+def test_a_shared_direction_does_not_make_rows_similar(tmp_path):
+    # Real embedding rows share a common direction (random SmolLM2 rows: cosine 0.43); the
+    # similarity is centred, so the base's rows in another order are not a fine-tuned variant.
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randn(500, 32, generator=g) + 2.0  # uncentred cosine of two rows ~0.8
+    src = SourceEmbeddings(rows)
+    Hypernet.for_source(src, base_model="base", **SMALL).save(tmp_path / "hn")
+    shuffled = SourceEmbeddings(rows[torch.randperm(500, generator=g)])
+    with pytest.raises(TokenswapError, match=r"embedding rows -?0\.0\d+ similar"):
+        load_hypernet(tmp_path / "hn", shuffled, "shuffled")
+    assert load_hypernet(tmp_path / "hn", SourceEmbeddings(rows + 0.05), "ft"
+                         ).base_match.startswith("fine-tuned variant")
