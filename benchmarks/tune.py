@@ -221,10 +221,10 @@ def plot(args, rows: list[dict]) -> None:
             xs = [p["step" if args.steps else "train_seconds"] / (1 if args.steps else 60)
                   for p in r["curve"]]
             ys = [p["eval_bpb"] for p in r["curve"]]
-            style = "k--" if r["init"] == "original" else "-"
-            ax.plot(xs, ys, style, marker="o", ms=3, color=None if r["init"] != "original"
-                    else "k", label=r["init"] + (" (own tokenizer)" if r["init"] == "original"
-                                                 else ""))
+            control = r["init"] == "original"
+            ax.plot(xs, ys, ls="--" if control else "-", marker="o", ms=3,
+                    color="k" if control else None,
+                    label=r["init"] + (" (own tokenizer)" if control else ""))
         ax.set_xlabel(f"tuning steps ({args.batch_size} x {args.seq_len} tokens each)"
                       if args.steps else "tuning time, minutes (wall clock)")
         ax.set_ylabel("held-out bits/byte")
