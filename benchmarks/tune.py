@@ -34,6 +34,7 @@ from common import CACHE, RESULTS, cap, corpus_split, machine, markdown_table, t
 
 from tokenswap import api
 from tokenswap.evaluate.bpb import bits_per_byte
+from tokenswap.io.checkpoint import CHECKPOINT
 from tokenswap.io.models import ModelBundle, load_model, load_tokenizer
 from tokenswap.tuning import tune_model
 from tokenswap.tuning.loop import LOG_FILE
@@ -86,7 +87,7 @@ def run_curve(source: ModelBundle, target: dict, init: str, args, run_dir) -> di
     done = run_dir / f"{target['name']}-{init}.json"
     if done.is_file():
         return json.loads(done.read_text())
-    if out.exists() and not (out / "checkpoint").is_dir():
+    if out.exists() and not (out / CHECKPOINT).is_dir():
         shutil.rmtree(out)  # killed before its first checkpoint: nothing to resume
     bundle = ModelBundle(model=copy.deepcopy(source.model), tokenizer=source.tokenizer,
                          spec=source.spec)

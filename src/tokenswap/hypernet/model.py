@@ -55,7 +55,10 @@ FINGERPRINT_KEY = "base.fingerprint"  # in WEIGHTS_FILE, beside the module's own
 FINGERPRINT_ROWS = 256
 # Mean (centred) cosine between a model's rows and the base's above which the model counts as
 # a fine-tuned variant. Measured on SmolLM2: after 48 steps of `tokenswap tune` (every weight,
-# embedding lr 1e-3) 0.995; the same rows shuffled 0.000 (uncentred: 0.997 and 0.43).
+# embedding lr 1e-3; the tune benchmark's de-original) 0.995; the same rows shuffled 0.000
+# (uncentred: 0.997 and 0.43). To measure a model T against its base B:
+# sb, st = (SourceEmbeddings.from_bundle(load_model(m)) for m in (B, T))
+# fingerprint_similarity(base_fingerprint(sb), sb.input.shape[0], st)
 FINE_TUNED_SIMILARITY = 0.5
 
 
