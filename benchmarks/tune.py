@@ -115,8 +115,10 @@ def run_curve(source: ModelBundle, target: dict, init: str, args, run_dir) -> di
     row = {"target": target["name"], "init": init, "steps": result.step,
            "train_seconds": result.train_seconds, "transfer_seconds": transfer_seconds,
            "cpu_seconds": cpu,
-           "curve": [{k: r[k] for k in ("step", "train_seconds", "eval_bpb", "eval_tokens",
-                                        "eval_bytes")} for r in curve_of(out)],
+           "train_cpu_seconds": result.train_cpu_seconds,
+           "curve": [{k: r[k] for k in ("step", "train_seconds", "train_cpu_seconds", "eval_bpb",
+                                        "eval_tokens", "eval_bytes") if k in r}
+                     for r in curve_of(out)],
            "final_bpb": result.eval_bpb, "best_bpb": result.best_bpb,
            "final_bpb_fp32": fp32.bits_per_byte, "tokens_per_byte": fp32.tokens_per_byte}
     done.write_text(json.dumps(row, indent=2) + "\n")
@@ -164,18 +166,35 @@ def goals(rows: list[dict]) -> dict:
         best = min(moved, key=lambda r: r["final_bpb_fp32"])
         ahead = {}
         order = [k for k in ("random", "mean", "focus", "hypernet") if k in mine]
-        for worse, better in zip(order, order[1:], strict=False):
-            a, b = mine[worse]["curve"], mine[better]["curve"]
-            n = min(len(a), len(b))
-            ahead[f"{better} < {worse}"] = all(b[i]["eval_bpb"] < a[i]["eval_bpb"] for i in range(n))
+        for i, worse in enumerate(order):  # every pair, not only neighbours
+            for better in order[i + 1:]:
+                a, b = mine[worse]["curve"], mine[better]["curve"]
+                n = min(len(a), len(b))
+                ahead[f"{better} < {worse}"] = all(b[j]["eval_bpb"] < a[j]["eval_bpb"]
+                                                   for j in range(n))
         out[name] = {"best_init": best["init"],
                      "bpb_ratio": best["final_bpb_fp32"] / control["final_bpb_fp32"],
                      "tokens_ratio": best["tokens_per_byte"] / control["tokens_per_byte"],
                      "within_2pct": best["final_bpb_fp32"] <= 1.02 * control["final_bpb_fp32"],
                      "tokens_25pct_fewer": best["tokens_per_byte"]
                      <= 0.75 * control["tokens_per_byte"],
-                     "better_init_stays_ahead_at_every_eval": ahead}
+                     "better_init_stays_ahead_at_every_eval": ahead,
+                     "gap_by_step": gap_curve(best, control)}
     return out
+
+
+def gap_curve(row: dict, control: dict) -> dict[int, float]:
+    """bits/byte of ``row`` over the control's at every step both evaluated: does tuning
+    close the gap, or do both curves fall in parallel?"""
+    theirs = {p["step"]: p["eval_bpb"] for p in control["curve"]}
+    return {p["step"]: p["eval_bpb"] / theirs[p["step"]] for p in row["curve"]
+            if p["step"] in theirs}
+
+
+def cpu_per_step(row: dict) -> float | None:
+    """Training CPU seconds per step (evaluations excluded), when the curve recorded them."""
+    cpu = row.get("train_cpu_seconds")
+    return cpu / row["steps"] if cpu and row["steps"] else None
 
 
 def report(args, rows: list[dict], notes: list[str]) -> None:
@@ -187,10 +206,11 @@ def report(args, rows: list[dict], notes: list[str]) -> None:
         table_rows.append([r["target"], r["init"], r["curve"][0]["eval_bpb"],
                            r["final_bpb_fp32"], ratio, r["tokens_per_byte"], r["steps"],
                            f"{r['train_seconds'] / 60:.1f}",
-                           f"{r['cpu_seconds'] / 60:.1f}" if "cpu_seconds" in r else "-"])
+                           f"{r['cpu_seconds'] / 60:.1f}" if "cpu_seconds" in r else "-",
+                           f"{cpu_per_step(r):.1f}" if cpu_per_step(r) else "-"])
     table = markdown_table(["target", "init", "bits/byte before", "bits/byte after",
                             "ratio to tuned original", "tokens/byte", "steps", "minutes",
-                            "CPU minutes (with evals)"],
+                            "CPU minutes (with evals)", "training CPU s/step"],
                            table_rows)
     g = goals(rows)
     payload = {"machine": machine(), "args": vars(args), "rows": rows, "goals": g,
@@ -203,6 +223,9 @@ def report(args, rows: list[dict], notes: list[str]) -> None:
             "same held-out bytes, after = the published model in float32.\n\n" + table)
     if notes:
         text += "\n\n" + "\n".join(f"- {n}" for n in notes)
+    for name, goal in g.items():
+        gaps = ", ".join(f"{step}: {r:.3f}" for step, r in goal["gap_by_step"].items())
+        text += (f"\n\n{name}: {goal['best_init']} over the tuned original, by step: {gaps}")
     text += "\n\nGoals: " + json.dumps(g)
     write_results(args.name, payload, text)
     plot(args, rows)
@@ -214,24 +237,37 @@ def plot(args, rows: list[dict]) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     targets = sorted({r["target"] for r in rows})
-    fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 4.2), squeeze=False)
-    for ax, name in zip(axes[0], targets, strict=True):
+    fig, axes = plt.subplots(2, len(targets), figsize=(5.5 * len(targets), 7.6), squeeze=False,
+                             sharex="col", height_ratios=(3, 2))
+    for ax, gap_ax, name in zip(axes[0], axes[1], targets, strict=True):
+        control = next((r for r in rows if r["target"] == name and r["init"] == "original"), None)
         for r in (r for r in rows if r["target"] == name):
             xs = [p["step" if args.steps else "train_seconds"] / (1 if args.steps else 60)
                   for p in r["curve"]]
             ys = [p["eval_bpb"] for p in r["curve"]]
-            control = r["init"] == "original"
-            ax.plot(xs, ys, ls="--" if control else "-", marker="o", ms=3,
-                    color="k" if control else None,
-                    label=r["init"] + (" (own tokenizer)" if control else ""))
-        ax.set_xlabel(f"tuning steps ({args.batch_size} x {args.seq_len} tokens each)"
-                      if args.steps else "tuning time, minutes (wall clock)")
+            is_control = r["init"] == "original"
+            line, = ax.plot(xs, ys, ls="--" if is_control else "-", marker="o", ms=3,
+                            color="k" if is_control else None,
+                            label=r["init"] + (" (own tokenizer)" if is_control else ""))
+            if args.steps and control is not None and not is_control:
+                gap = gap_curve(r, control)
+                gap_ax.plot(list(gap), list(gap.values()), marker="o", ms=3,
+                            color=line.get_color(), label=r["init"])
+        gap_ax.set_xlabel(f"tuning steps ({args.batch_size} x {args.seq_len} tokens each)"
+                          if args.steps else "tuning time, minutes (wall clock)")
         ax.set_ylabel("held-out bits/byte")
         ax.set_title(f"{name}: SmolLM2-135M tuned after transfer")
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.1f"))
         ax.legend(fontsize=8)
+        gap_ax.axhline(1.02, color="k", ls=":", lw=1, label="goal: within 2%")
+        gap_ax.set_ylabel("over the tuned original")
+        gap_ax.set_ylim(0.98, min(1.3, gap_ax.get_ylim()[1]))
+        gap_ax.legend(fontsize=8)
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
     fig.savefig(RESULTS / f"{args.name}.png", dpi=120)

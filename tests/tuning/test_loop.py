@@ -120,6 +120,9 @@ def test_time_budget_and_no_grad_callers(tmp_path, german_tokenizer):
     assert result.step > 1 and result.train_seconds >= 1.2
     records = [r for r in log(tmp_path / "t") if "loss" in r]
     assert records[-1]["loss"] < records[0]["loss"]
+    # CPU time beside wall time: counted, growing, and what the result reports
+    cpu = [r["train_cpu_seconds"] for r in records]
+    assert 0 < cpu[0] < cpu[-1] == pytest.approx(result.train_cpu_seconds)
     # the schedule follows the budget: warm-up, then cosine decay towards zero
     cfg = TuneConfig(minutes=1.0, lr=1.0, warmup_steps=2)
     assert lr_factor(cfg, 0, 0.0) < lr_factor(cfg, 2, 0.0) == 1.0

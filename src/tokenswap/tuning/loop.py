@@ -88,6 +88,8 @@ class TuneResult:
     out: Path
     seconds: float  # wall time of this call
     train_seconds: float  # time spent in training steps, over all resumed runs
+    train_cpu_seconds: float = 0.0  # this process's CPU time in those steps (the fair clock on
+    # a shared CPU: it does not count other jobs; on a GPU it misses the device's time)
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -296,6 +298,7 @@ def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts:
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
 
     step, train_seconds, best_bpb, best_step = 0, 0.0, math.inf, None
+    train_cpu_seconds = 0.0  # this process's CPU time in training steps (all its threads)
     if resuming:
         ckpt = out / CHECKPOINT
         saved = json.loads((ckpt / "state.json").read_text())
@@ -312,6 +315,7 @@ def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts:
         del model_sd
         set_rng_state(state["rng"])
         step, train_seconds = int(state["step"]), float(state["train_seconds"])
+        train_cpu_seconds = float(state.get("train_cpu_seconds", 0.0))
         best_bpb = float(state["best_bpb"]) if state["best_bpb"] is not None else math.inf
         best_step = state["best_step"]
 
@@ -329,7 +333,8 @@ def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts:
         nonlocal best_bpb, best_step, eval_bpb, last_eval_step
         res = _held_out(model, tokenizer, eval_texts, cfg, ctx)
         eval_bpb, last_eval_step = res.bits_per_byte, step
-        record = {"step": step, "train_seconds": train_seconds, "eval_bpb": res.bits_per_byte,
+        record = {"step": step, "train_seconds": train_seconds,
+                  "train_cpu_seconds": train_cpu_seconds, "eval_bpb": res.bits_per_byte,
                   "eval_bits": res.bits, "eval_bytes": res.bytes, "eval_tokens": res.tokens}
         if res.bits_per_byte < best_bpb:
             best_bpb, best_step = res.bits_per_byte, step
@@ -344,7 +349,8 @@ def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts:
     def checkpoint() -> None:
         nonlocal saved_step
         _save_checkpoint(out, model, optimizer, ctx, cfg, {
-            "step": step, "train_seconds": train_seconds, "data_position": step * cfg.batch_size,
+            "step": step, "train_seconds": train_seconds, "train_cpu_seconds": train_cpu_seconds,
+            "data_position": step * cfg.batch_size,
             "best_bpb": None if best_bpb == math.inf else best_bpb, "best_step": best_step})
         saved_step = step
 
@@ -371,7 +377,7 @@ def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts:
             for group in optimizer.param_groups:
                 group["lr"] = group["peak_lr"] * factor
 
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             rows = batch_indices(len(blocks), step, cfg.batch_size, cfg.seed)
             nats_local = 0.0
             # FSDP averages gradients over ranks; the global normalisation wants their sum.
@@ -393,6 +399,7 @@ def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts:
             step += 1
             seconds = time.perf_counter() - t0
             train_seconds += seconds
+            train_cpu_seconds += time.process_time() - cpu0
 
             loss_value = ctx.sum(nats_local) / global_count
             record = {"step": step, "loss": loss_value, "lr": factor * cfg.lr,
@@ -400,7 +407,7 @@ def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts:
                       "grad_norm": float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor")
                                          else grad_norm),
                       "tokens_per_s": global_count / max(seconds, 1e-9),
-                      "train_seconds": train_seconds}
+                      "train_seconds": train_seconds, "train_cpu_seconds": train_cpu_seconds}
             if step % cfg.log_every == 0 or step == 1:
                 _write(log, record)
             if bar is not None:
@@ -436,7 +443,7 @@ def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts:
     return TuneResult(model=final, tokenizer=tokenizer, step=step, loss=loss_value,
                       eval_bpb=eval_bpb, best_bpb=None if best_bpb == math.inf else best_bpb,
                       best_step=best_step, out=out, seconds=time.perf_counter() - start_time,
-                      train_seconds=train_seconds)
+                      train_seconds=train_seconds, train_cpu_seconds=train_cpu_seconds)
 
 
 # ----------------------------------------------------------------------------- pieces
