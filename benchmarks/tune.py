@@ -40,6 +40,7 @@ from tokenswap.tuning import tune_model
 from tokenswap.tuning.loop import LOG_FILE
 
 INITS = ("original", "random", "mean", "focus", "hypernet")
+COLORS = {"random": "C0", "mean": "C1", "focus": "C2", "hypernet": "C3"}  # the same in every plot
 
 
 def parse_args() -> argparse.Namespace:
@@ -250,7 +251,7 @@ def plot(args, rows: list[dict]) -> None:
             ys = [p["eval_bpb"] for p in r["curve"]]
             is_control = r["init"] == "original"
             line, = ax.plot(xs, ys, ls="--" if is_control else "-", marker="o", ms=3,
-                            color="k" if is_control else None,
+                            color="k" if is_control else COLORS.get(r["init"]),
                             label=r["init"] + (" (own tokenizer)" if is_control else ""))
             if args.steps and control is not None and not is_control:
                 gap = gap_curve(r, control)
