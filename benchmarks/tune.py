@@ -4,11 +4,13 @@ One run on the packaged SmolLM2-135M, per target (German man pages, Python's sta
 
 1. the original model with its own tokenizer is tuned on the target's training text: the
    control (what the same compute buys without a new tokenizer);
-2. SmolLM2 gets the target's 32k byte-level BPE (the cached tokenizer every benchmark uses)
-   with each initialisation - ``random``, ``mean`` (FVT), ``focus`` (the best heuristic of
+2. SmolLM2 gets the target's byte-level BPE of each of ``--vocab-sizes`` (default 32k, the
+   cached tokenizer every benchmark uses) with each initialisation - ``random``, ``mean`` (FVT), ``focus`` (the best heuristic of
    ``peers.py``; trained on ``--corpus-bytes`` of the training split) and ``hypernet`` (only
-   with ``--hypernet DIR``) - and is tuned the same way on the same text, for the same budget
-   of training time (``--minutes`` per curve; evaluation time is not counted);
+   with ``--hypernet DIR``) - and is tuned the same way on the same text, for the same budget:
+   ``--steps`` (the same number of optimizer steps of the same number of tokens),
+   ``--cpu-minutes`` (the same CPU time in training steps: a smaller vocabulary's cheaper
+   output layer buys more steps) or ``--minutes`` (wall clock); evaluation time never counts;
 3. every ``--eval-every`` steps each model scores the same held-out bytes (the 24 KB split of
    every other benchmark) with ``tokenswap.evaluate.bpb.bits_per_byte``; at the end the
    published model is scored again in float32.
@@ -29,6 +31,7 @@ import shutil
 import sys
 import time
 
+import numpy as np
 import torch
 from common import CACHE, RESULTS, cap, corpus_split, machine, markdown_table, target_tokenizer, write_results
 
@@ -41,6 +44,7 @@ from tokenswap.tuning.loop import LOG_FILE
 
 INITS = ("original", "random", "mean", "focus", "hypernet")
 COLORS = {"random": "C0", "mean": "C1", "focus": "C2", "hypernet": "C3"}  # the same in every plot
+VOCAB_STYLES = ("-", "-.", ":")  # line style per target vocabulary, in --vocab-sizes order
 
 
 def parse_args() -> argparse.Namespace:
@@ -51,11 +55,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--hypernet", default=None, help="trained hypernet dir for the hypernet row")
     p.add_argument("--minutes", type=float, default=8.0, help="training time per curve")
     p.add_argument("--steps", type=int, default=None,
-                   help="optimizer steps per curve instead of --minutes: the same compute for "
-                        "every curve however busy the machine is")
+                   help="optimizer steps per curve instead of --minutes: the same number of "
+                        "training tokens for every curve however busy the machine is")
+    p.add_argument("--cpu-minutes", type=float, default=None,
+                   help="training CPU time per curve instead of --minutes (all threads; use "
+                        "--threads): the same compute for every curve, counted by the process")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (1 keeps a shared machine's other jobs from stalling it)")
-    p.add_argument("--vocab-size", type=int, default=32000)
+    p.add_argument("--vocab-sizes", type=int, nargs="+", default=[32000],
+                   help="target BPE vocabularies (each transferred init runs on each): a smaller "
+                        "one reads more tokens but has fewer rows to learn in a short run")
     p.add_argument("--heldout-bytes", type=int, default=24000)
     p.add_argument("--train-bytes", type=int, default=20_000_000,
                    help="text read per corpus before the train/held-out split")
@@ -77,15 +86,31 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def budget(args) -> dict:
+    """The tune_model options of one curve's budget."""
+    if args.steps:
+        return {"steps": args.steps}
+    if args.cpu_minutes:
+        return {"minutes": args.cpu_minutes, "clock": "cpu"}
+    return {"minutes": args.minutes}
+
+
+def clock_key(args) -> str:
+    """The curve field that measures the budget (the plot's x axis, the gap's alignment)."""
+    return "step" if args.steps else "train_cpu_seconds" if args.cpu_minutes else "train_seconds"
+
+
 def curve_of(out) -> list[dict]:
     lines = (out / LOG_FILE).read_text().splitlines() if (out / LOG_FILE).is_file() else []
     return [r for r in map(json.loads, lines) if "eval_bpb" in r]
 
 
-def run_curve(source: ModelBundle, target: dict, init: str, args, run_dir) -> dict:
-    """Transfer (unless the control), tune for the budget, score; cached per curve."""
-    out = run_dir / f"{target['name']}-{init}"
-    done = run_dir / f"{target['name']}-{init}.json"
+def run_curve(source: ModelBundle, target: dict, init: str, vocab: int | None, args,
+              run_dir) -> dict:
+    """Transfer onto the ``vocab``-token BPE (unless the control), tune for the budget, score;
+    cached per curve."""
+    key = f"{target['name']}-{init}" + (f"-{vocab}" if vocab else "")
+    out, done = run_dir / key, run_dir / f"{key}.json"
     if done.is_file():
         return json.loads(done.read_text())
     if out.exists() and not (out / CHECKPOINT).is_dir():
@@ -95,14 +120,14 @@ def run_curve(source: ModelBundle, target: dict, init: str, args, run_dir) -> di
     transfer_seconds = 0.0
     if init != "original":
         t0 = time.perf_counter()
-        api.transfer(bundle, target["tokenizer"], method=init, seed=0,
+        api.transfer(bundle, target["tokenizers"][vocab], method=init, seed=0,
                      corpus=target["corpus"] if init == "focus" else None,
                      hypernet=args.hypernet if init == "hypernet" else None)
         transfer_seconds = time.perf_counter() - t0
     cpu = time.process_time()
     result = tune_model(
         bundle, target["tune_texts"], out, eval_texts=target["heldout"],
-        minutes=None if args.steps else args.minutes, steps=args.steps,
+        **budget(args),
         stage=args.stage, embedding_fraction=args.embedding_fraction,
         precision=args.precision, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
         embedding_lr=args.embedding_lr, warmup_steps=args.warmup_steps,
@@ -113,7 +138,7 @@ def run_curve(source: ModelBundle, target: dict, init: str, args, run_dir) -> di
     final = load_model(out)  # the published model, scored in float32
     fp32 = bits_per_byte(final.model, final.tokenizer, target["heldout"],
                          max_length=args.max_length, batch_size=4)
-    row = {"target": target["name"], "init": init, "steps": result.step,
+    row = {"target": target["name"], "init": init, "vocab_size": vocab, "steps": result.step,
            "train_seconds": result.train_seconds, "transfer_seconds": transfer_seconds,
            "cpu_seconds": cpu,
            "train_cpu_seconds": result.train_cpu_seconds,
@@ -138,58 +163,79 @@ def main() -> int:
     for name in args.targets:
         train, heldout = corpus_split(name, args.train_bytes, args.heldout_bytes)
         target = {"name": name, "heldout": heldout,
-                  "tokenizer": load_tokenizer(target_tokenizer(name, train, args.vocab_size,
-                                                               source.tokenizer)),
+                  "tokenizers": {v: load_tokenizer(target_tokenizer(name, train, v,
+                                                                    source.tokenizer))
+                                 for v in args.vocab_sizes},
                   "corpus": cap(train, args.corpus_bytes),
                   "tune_texts": [d.text for d in cap(train, args.tune_bytes)]}
         for init in args.inits:
             if init == "hypernet" and not args.hypernet:
                 notes.append(f"{name}: hypernet row not run (no --hypernet DIR given)")
                 continue
-            row = run_curve(source, target, init, args, run_dir)
-            rows.append(row)
-            print(f"[{name}] {init}: {row['steps']} steps in {row['train_seconds']:.0f} s, "
-                  f"bits/byte {row['curve'][0]['eval_bpb']:.3f} -> {row['final_bpb_fp32']:.3f}",
-                  flush=True)
+            for vocab in [None] if init == "original" else args.vocab_sizes:
+                row = run_curve(source, target, init, vocab, args, run_dir)
+                rows.append(row)
+                print(f"[{name}] {label(row)}: {row['steps']} steps in "
+                      f"{row['train_seconds']:.0f} s, bits/byte {row['curve'][0]['eval_bpb']:.3f}"
+                      f" -> {row['final_bpb_fp32']:.3f}", flush=True)
     report(args, rows, notes)
     return 0
 
 
-def goals(rows: list[dict]) -> dict:
-    """Per target: the best transferred curve against the tuned original; curve ordering."""
+def label(row: dict) -> str:
+    vocab = row.get("vocab_size")
+    return row["init"] + (f" {vocab // 1000}k" if vocab else "")
+
+
+def goals(rows: list[dict], key: str) -> dict:
+    """Per target: the best transferred curve against the tuned original; curve ordering
+    (per vocabulary: does a better initialisation stay ahead at every evaluation?)."""
     out = {}
     for name in sorted({r["target"] for r in rows}):
-        mine = {r["init"]: r for r in rows if r["target"] == name}
-        control = mine.get("original")
-        moved = [r for k, r in mine.items() if k != "original"]
+        mine = [r for r in rows if r["target"] == name]
+        control = next((r for r in mine if r["init"] == "original"), None)
+        moved = [r for r in mine if r["init"] != "original"]
         if control is None or not moved:
             continue
         best = min(moved, key=lambda r: r["final_bpb_fp32"])
         ahead = {}
-        order = [k for k in ("random", "mean", "focus", "hypernet") if k in mine]
-        for i, worse in enumerate(order):  # every pair, not only neighbours
-            for better in order[i + 1:]:
-                a, b = mine[worse]["curve"], mine[better]["curve"]
-                n = min(len(a), len(b))
-                ahead[f"{better} < {worse}"] = all(b[j]["eval_bpb"] < a[j]["eval_bpb"]
-                                                   for j in range(n))
-        out[name] = {"best_init": best["init"],
+        for vocab in sorted({r["vocab_size"] for r in moved}):
+            by_init = {r["init"]: r for r in moved if r["vocab_size"] == vocab}
+            order = [k for k in ("random", "mean", "focus", "hypernet") if k in by_init]
+            for i, worse in enumerate(order):  # every pair, not only neighbours
+                for better in order[i + 1:]:
+                    a, b = by_init[worse]["curve"], by_init[better]["curve"]
+                    n = min(len(a), len(b))
+                    ahead[f"{label(by_init[better])} < {label(by_init[worse])}"] = all(
+                        b[j]["eval_bpb"] < a[j]["eval_bpb"] for j in range(n))
+        out[name] = {"best": label(best),
                      "bpb_ratio": best["final_bpb_fp32"] / control["final_bpb_fp32"],
                      "tokens_ratio": best["tokens_per_byte"] / control["tokens_per_byte"],
                      "within_2pct": best["final_bpb_fp32"] <= 1.02 * control["final_bpb_fp32"],
                      "tokens_25pct_fewer": best["tokens_per_byte"]
                      <= 0.75 * control["tokens_per_byte"],
                      "better_init_stays_ahead_at_every_eval": ahead,
-                     "gap_by_step": gap_curve(best, control)}
+                     "gap_axis": AXES[key], "gap": gap_curve(best, control, key)}
     return out
 
 
-def gap_curve(row: dict, control: dict) -> dict[int, float]:
-    """bits/byte of ``row`` over the control's at every step both evaluated: does tuning
-    close the gap, or do both curves fall in parallel?"""
-    theirs = {p["step"]: p["eval_bpb"] for p in control["curve"]}
-    return {p["step"]: p["eval_bpb"] / theirs[p["step"]] for p in row["curve"]
-            if p["step"] in theirs}
+AXES = {"step": "step", "train_cpu_seconds": "training CPU minutes",
+        "train_seconds": "training minutes"}
+
+
+def gap_curve(row: dict, control: dict, key: str = "step") -> dict[float, float]:
+    """bits/byte of ``row`` over the control's at each of its evaluations: does tuning close
+    the gap, or do both curves fall in parallel? By step, the control's evaluation at the same
+    step; on a clock, the control's curve interpolated at the same time (held at its last
+    point, the end of the same budget)."""
+    if key == "step":
+        theirs = {p["step"]: p["eval_bpb"] for p in control["curve"]}
+        return {p["step"]: p["eval_bpb"] / theirs[p["step"]] for p in row["curve"]
+                if p["step"] in theirs}
+    xs = [p.get(key, 0.0) for p in control["curve"]]
+    ys = [p["eval_bpb"] for p in control["curve"]]
+    return {round(p.get(key, 0.0) / 60, 2): p["eval_bpb"] / float(np.interp(p.get(key, 0.0), xs, ys))
+            for p in row["curve"]}
 
 
 def cpu_per_step(row: dict) -> float | None:
@@ -204,7 +250,7 @@ def report(args, rows: list[dict], notes: list[str]) -> None:
         control = next((c for c in rows if c["target"] == r["target"] and c["init"] == "original"),
                        None)
         ratio = r["final_bpb_fp32"] / control["final_bpb_fp32"] if control else float("nan")
-        table_rows.append([r["target"], r["init"], r["curve"][0]["eval_bpb"],
+        table_rows.append([r["target"], label(r), r["curve"][0]["eval_bpb"],
                            r["final_bpb_fp32"], ratio, r["tokens_per_byte"], r["steps"],
                            f"{r['train_seconds'] / 60:.1f}",
                            f"{r['cpu_seconds'] / 60:.1f}" if "cpu_seconds" in r else "-",
@@ -213,10 +259,13 @@ def report(args, rows: list[dict], notes: list[str]) -> None:
                             "ratio to tuned original", "tokens/byte", "steps", "minutes",
                             "CPU minutes (with evals)", "training CPU s/step"],
                            table_rows)
-    g = goals(rows)
+    key = clock_key(args)
+    g = goals(rows, key)
     payload = {"machine": machine(), "args": vars(args), "rows": rows, "goals": g,
                "notes": notes}
-    per_curve = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min"
+    per_curve = (f"{args.steps} steps" if args.steps else
+                 f"{args.cpu_minutes:g} training CPU min" if args.cpu_minutes else
+                 f"{args.minutes:g} min")
     text = (f"# Tuning after transfer (SmolLM2-135M, CPU, {per_curve} per curve)\n\n"
             f"`python benchmarks/tune.py {' '.join(sys.argv[1:])}` "
             f"({args.stage}, {args.precision}, batch {args.batch_size} x {args.seq_len} tokens, "
@@ -225,15 +274,16 @@ def report(args, rows: list[dict], notes: list[str]) -> None:
     if notes:
         text += "\n\n" + "\n".join(f"- {n}" for n in notes)
     for name, goal in g.items():
-        gaps = ", ".join(f"{step}: {r:.3f}" for step, r in goal["gap_by_step"].items())
-        text += (f"\n\n{name}: {goal['best_init']} over the tuned original, by step: {gaps}")
+        gaps = ", ".join(f"{x}: {r:.3f}" for x, r in goal["gap"].items())
+        text += (f"\n\n{name}: {goal['best']} over the tuned original, by {goal['gap_axis']}: "
+                 f"{gaps}")
     text += "\n\nGoals: " + json.dumps(g)
     write_results(args.name, payload, text)
-    plot(args, rows)
+    plot(args, rows, key)
     print(text)
 
 
-def plot(args, rows: list[dict]) -> None:
+def plot(args, rows: list[dict], key: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -246,19 +296,20 @@ def plot(args, rows: list[dict]) -> None:
     for ax, gap_ax, name in zip(axes[0], axes[1], targets, strict=True):
         control = next((r for r in rows if r["target"] == name and r["init"] == "original"), None)
         for r in (r for r in rows if r["target"] == name):
-            xs = [p["step" if args.steps else "train_seconds"] / (1 if args.steps else 60)
-                  for p in r["curve"]]
+            xs = [p.get(key, 0.0) / (1 if key == "step" else 60) for p in r["curve"]]
             ys = [p["eval_bpb"] for p in r["curve"]]
             is_control = r["init"] == "original"
-            line, = ax.plot(xs, ys, ls="--" if is_control else "-", marker="o", ms=3,
+            style = "--" if is_control else VOCAB_STYLES[args.vocab_sizes.index(r["vocab_size"])
+                                                         % len(VOCAB_STYLES)]
+            line, = ax.plot(xs, ys, ls=style, marker="o", ms=3,
                             color="k" if is_control else COLORS.get(r["init"]),
-                            label=r["init"] + (" (own tokenizer)" if is_control else ""))
-            if args.steps and control is not None and not is_control:
-                gap = gap_curve(r, control)
-                gap_ax.plot(list(gap), list(gap.values()), marker="o", ms=3,
-                            color=line.get_color(), label=r["init"])
+                            label=label(r) + (" (own tokenizer)" if is_control else ""))
+            if control is not None and not is_control:
+                gap = gap_curve(r, control, key)
+                gap_ax.plot(list(gap), list(gap.values()), ls=style, marker="o", ms=3,
+                            color=line.get_color(), label=label(r))
         gap_ax.set_xlabel(f"tuning steps ({args.batch_size} x {args.seq_len} tokens each)"
-                          if args.steps else "tuning time, minutes (wall clock)")
+                          if key == "step" else f"{AXES[key]} (evaluation not counted)")
         ax.set_ylabel("held-out bits/byte")
         ax.set_title(f"{name}: SmolLM2-135M tuned after transfer")
         ax.set_yscale("log")

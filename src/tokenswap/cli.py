@@ -282,6 +282,9 @@ def tune(
     steps: Annotated[int | None, typer.Option(help="Optimizer steps (schedule length).")] = None,
     minutes: Annotated[float | None, typer.Option(
         help="Training-time budget (evaluation and checkpoints not counted).")] = None,
+    clock: Annotated[str, typer.Option(
+        help="What --minutes counts: wall (clock time) or cpu (this process's CPU time, all "
+             "threads; other jobs on a shared machine do not count).")] = "wall",
     eval_corpus: Annotated[list[str] | None, typer.Option(
         help="Held-out text scored in bits/byte during training (log.jsonl, best/).")] = None,
     stage: Annotated[str, typer.Option(
@@ -318,7 +321,7 @@ def tune(
 
     result = api.tune(
         model, corpus, out, eval_corpus=eval_corpus, max_bytes=max_bytes, device=device,
-        resume=resume, steps=steps, minutes=minutes, stage=stage,
+        resume=resume, steps=steps, minutes=minutes, clock=clock, stage=stage,
         embedding_fraction=embedding_fraction, precision=precision, batch_size=batch_size,
         grad_accum=grad_accum, seq_len=seq_len, lr=lr, embedding_lr=embedding_lr,
         schedule=schedule, eval_every=eval_every, checkpoint_every=checkpoint_every, fsdp=fsdp,

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -128,6 +130,22 @@ def test_time_budget_and_no_grad_callers(tmp_path, german_tokenizer):
     assert lr_factor(cfg, 0, 0.0) < lr_factor(cfg, 2, 0.0) == 1.0
     assert lr_factor(cfg, 50, 0.5) == pytest.approx(0.5)
     assert lr_factor(cfg, 99, 1.0) == pytest.approx(0.0)
+
+
+def test_cpu_clock_budget(tmp_path, german_tokenizer, monkeypatch):
+    """clock="cpu" stops on the process's CPU time in training steps, not the wall clock: with
+    a CPU clock running three times as fast, the run stops at a third of the wall time."""
+    import tokenswap.tuning.loop as loop
+
+    fast = SimpleNamespace(perf_counter=time.perf_counter,
+                           process_time=lambda: 3 * time.process_time())
+    monkeypatch.setattr(loop, "time", fast)
+    result = tune_model(bundle(german_tokenizer), GERMAN, tmp_path / "t", minutes=0.02,
+                        clock="cpu", **TINY)
+    assert result.step > 1 and result.train_cpu_seconds >= 1.2
+    assert result.train_seconds < 1.0  # the wall clock alone would have run to 1.2 s
+    with pytest.raises(TokenswapError, match="clock must be one of wall, cpu"):
+        TuneConfig(minutes=1.0, clock="gpu")
 
 
 def test_output_directory_rules(tmp_path, german_tokenizer):

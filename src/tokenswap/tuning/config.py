@@ -36,6 +36,14 @@ class Schedule(str, Enum):
     CONSTANT = "constant"
 
 
+class Clock(str, Enum):
+    """What ``minutes`` counts."""
+
+    WALL = "wall"  # wall-clock seconds spent in training steps
+    CPU = "cpu"  # this process's CPU seconds in training steps, all its threads: other jobs on
+    #              a shared machine do not inflate it (compare runs with the same thread count)
+
+
 # Fields whose change makes a checkpoint unusable: the data order or the parameter set differ.
 RESUME_KEYS = ("seed", "batch_size", "seq_len", "stage", "precision", "lora_rank", "lora_targets")
 
@@ -46,6 +54,7 @@ class TuneConfig:
 
     steps: int | None = None  # optimizer steps (the schedule's length); None = until `minutes` end
     minutes: float | None = None  # training-time budget; evaluation and checkpoints do not count
+    clock: Clock = Clock.WALL  # what `minutes` counts: wall-clock or CPU time of training steps
     stage: Stage = Stage.FULL  # what trains after the embedding warm-up: full, lora or embeddings
     embedding_fraction: float = 0.1  # first share of the run (of steps, else of minutes) that
     #                                  trains the embeddings only (the new vocabulary settles
@@ -75,7 +84,8 @@ class TuneConfig:
     log_every: int = 1  # steps between training-loss lines in log.jsonl
 
     def __post_init__(self) -> None:
-        for name, kind in (("stage", Stage), ("precision", Precision), ("schedule", Schedule)):
+        for name, kind in (("stage", Stage), ("precision", Precision), ("schedule", Schedule),
+                           ("clock", Clock)):
             value = getattr(self, name)
             if not isinstance(value, kind):
                 choices = [k.value for k in kind]

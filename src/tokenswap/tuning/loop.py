@@ -13,7 +13,8 @@ Swapping Works and Pure bfloat16 Is Enough"). Per optimizer step:
 3. the stage (:mod:`.stages`) decides which parameters train: embeddings only during the first
    ``embedding_fraction`` of the run, then the whole model or LoRA adapters;
 4. AdamW, linear warm-up, then cosine/linear decay over ``steps`` (or over the time budget
-   when only ``minutes`` is given), gradient clipping.
+   when only ``minutes`` is given, counted on the wall clock or, with ``clock="cpu"``, on the
+   process's CPU clock), gradient clipping.
 
 Every ``eval_every`` steps the model scores the held-out texts with
 :func:`tokenswap.evaluate.bpb.bits_per_byte`, the metric and bytes of ``tokenswap eval``; the
@@ -59,7 +60,7 @@ from tokenswap.errors import TokenswapError
 from tokenswap.evaluate.bpb import BpbResult, bits_per_byte
 from tokenswap.io.checkpoint import CHECKPOINT, prepare_out, rng_state, set_rng_state, write_jsonl
 from tokenswap.io.save import atomic_dir
-from tokenswap.tuning.config import RESUME_KEYS, Precision, Schedule, Stage, TuneConfig
+from tokenswap.tuning.config import RESUME_KEYS, Clock, Precision, Schedule, Stage, TuneConfig
 from tokenswap.tuning.data import batch_indices, pack, rank_micro_batches
 from tokenswap.tuning.precision import bf16_warning
 from tokenswap.tuning.stages import (
@@ -365,7 +366,7 @@ def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts:
                 evaluate()  # the starting point: the zero-shot transfer
         current_stage: bool | None = None
         while cfg.steps is None or step < cfg.steps:
-            elapsed = ctx.from_main(train_seconds)
+            elapsed = ctx.from_main(train_cpu_seconds if cfg.clock == Clock.CPU else train_seconds)
             if elapsed >= budget:
                 break
             fraction = step / cfg.steps if cfg.steps else elapsed / budget
