@@ -5,9 +5,10 @@ One run on the packaged SmolLM2-135M, per target (German man pages, Python's sta
 1. the original model with its own tokenizer is tuned on the target's training text: the
    control (what the same compute buys without a new tokenizer);
 2. SmolLM2 gets the target's byte-level BPE of each of ``--vocab-sizes`` (default 32k, the
-   cached tokenizer every benchmark uses) with each initialisation - ``random``, ``mean`` (FVT), ``focus`` (the best heuristic of
-   ``peers.py``; trained on ``--corpus-bytes`` of the training split) and ``hypernet`` (only
-   with ``--hypernet DIR``) - and is tuned the same way on the same text, for the same budget:
+   cached tokenizer every benchmark uses) with each initialisation - ``random``, ``mean``
+   (FVT), ``focus`` (the best heuristic of ``peers.py``; trained on ``--corpus-bytes`` of the
+   training split) and ``hypernet`` (only with ``--hypernet DIR``) - and is tuned the same
+   way on the same text, for the same budget:
    ``--steps`` (the same number of optimizer steps of the same number of tokens),
    ``--cpu-minutes`` (the same CPU time in training steps: a smaller vocabulary's cheaper
    output layer buys more steps) or ``--minutes`` (wall clock); evaluation time never counts;
@@ -19,7 +20,9 @@ Writes results/<name>.{json,md,png} (``--name``, default ``tune``). The goal (is
 the budget, the best transferred model is within 2% of the tuned original in bits/byte while
 reading the held-out text in at least 25% fewer tokens, and a better initialisation stays
 ahead for the whole budget. Curves are cached under .cache/tune-run/<name>/ (a killed run
-resumes; a finished curve is not run again).
+resumes; a finished curve is not run again), so curves can run as separate processes (one per
+core, each with its own ``--inits``/``--vocab-sizes``) and ``--report`` writes the results
+from all of them.
 """
 
 from __future__ import annotations
@@ -44,10 +47,10 @@ from tokenswap.tuning.loop import LOG_FILE
 
 INITS = ("original", "random", "mean", "focus", "hypernet")
 COLORS = {"random": "C0", "mean": "C1", "focus": "C2", "hypernet": "C3"}  # the same in every plot
-VOCAB_STYLES = ("-", "-.", ":")  # line style per target vocabulary, in --vocab-sizes order
+VOCAB_STYLES = ("-", "-.", ":")  # line style per target vocabulary, largest first
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--name", default="tune", help="results/<name>.* and .cache/tune-run/<name>")
     p.add_argument("--targets", nargs="+", default=["de", "code"], choices=["de", "code"])
@@ -83,7 +86,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=20, help="steps between held-out scores")
     p.add_argument("--max-length", type=int, default=1024)
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    return p.parse_args()
+    p.add_argument("--report", action="store_true",
+                   help="run nothing: write the report from every finished curve of --name "
+                        "(curves run as separate processes, e.g. one per core)")
+    return p.parse_args(argv)
+
+
+# What a curve depends on: curves reported together must agree on all of these.
+CURVE_OPTIONS = ("steps", "cpu_minutes", "minutes", "stage", "embedding_fraction", "precision",
+                 "batch_size", "seq_len", "lr", "embedding_lr", "warmup_steps", "eval_every",
+                 "max_length", "heldout_bytes", "train_bytes", "tune_bytes", "threads")
 
 
 def budget(args) -> dict:
@@ -138,7 +150,8 @@ def run_curve(source: ModelBundle, target: dict, init: str, vocab: int | None, a
     final = load_model(out)  # the published model, scored in float32
     fp32 = bits_per_byte(final.model, final.tokenizer, target["heldout"],
                          max_length=args.max_length, batch_size=4)
-    row = {"target": target["name"], "init": init, "vocab_size": vocab, "steps": result.step,
+    row = {"target": target["name"], "init": init, "vocab_size": vocab,
+           "command": "python benchmarks/tune.py " + " ".join(sys.argv[1:]), "steps": result.step,
            "train_seconds": result.train_seconds, "transfer_seconds": transfer_seconds,
            "cpu_seconds": cpu,
            "train_cpu_seconds": result.train_cpu_seconds,
@@ -158,6 +171,17 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     run_dir = CACHE / "tune-run" / args.name
     run_dir.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        rows = finished_curves(run_dir, args.targets)
+        options = {json.dumps({k: getattr(parse_args(r["command"].split()[2:]), k)
+                               for k in CURVE_OPTIONS}, sort_keys=True) for r in rows}
+        if len(options) > 1:
+            raise SystemExit(f"the curves of {run_dir} were run with different options: "
+                             + " vs ".join(sorted(options)))
+        for key, value in (json.loads(options.pop()) if options else {}).items():
+            setattr(args, key, value)  # the report describes the curves, not this command
+        report(args, rows, [])
+        return 0
     source = load_model("default")
     rows, notes = [], []
     for name in args.targets:
@@ -180,6 +204,15 @@ def main() -> int:
                       f" -> {row['final_bpb_fp32']:.3f}", flush=True)
     report(args, rows, notes)
     return 0
+
+
+def finished_curves(run_dir, targets: list[str]) -> list[dict]:
+    """Every finished curve of a run, the control first, then by init and vocabulary."""
+    rows = [json.loads(p.read_text()) for p in run_dir.glob("*.json")]
+    order = {init: i for i, init in enumerate(INITS)}
+    return sorted((r for r in rows if r["target"] in targets),
+                  key=lambda r: (targets.index(r["target"]), order[r["init"]],
+                                 -(r.get("vocab_size") or 0)))
 
 
 def label(row: dict) -> str:
@@ -266,11 +299,14 @@ def report(args, rows: list[dict], notes: list[str]) -> None:
     per_curve = (f"{args.steps} steps" if args.steps else
                  f"{args.cpu_minutes:g} training CPU min" if args.cpu_minutes else
                  f"{args.minutes:g} min")
+    commands = sorted({r["command"] for r in rows if "command" in r})
     text = (f"# Tuning after transfer (SmolLM2-135M, CPU, {per_curve} per curve)\n\n"
             f"`python benchmarks/tune.py {' '.join(sys.argv[1:])}` "
             f"({args.stage}, {args.precision}, batch {args.batch_size} x {args.seq_len} tokens, "
             f"embeddings only for the first {args.embedding_fraction:.0%}); bits/byte on the "
             "same held-out bytes, after = the published model in float32.\n\n" + table)
+    if args.report and commands:
+        text += "\n\nCurves run by:\n" + "\n".join(f"- `{c}`" for c in commands)
     if notes:
         text += "\n\n" + "\n".join(f"- {n}" for n in notes)
     for name, goal in g.items():
@@ -291,6 +327,7 @@ def plot(args, rows: list[dict], key: str) -> None:
     import matplotlib.ticker
 
     targets = sorted({r["target"] for r in rows})
+    vocabs = sorted({r["vocab_size"] for r in rows if r["vocab_size"]}, reverse=True)
     fig, axes = plt.subplots(2, len(targets), figsize=(5.5 * len(targets), 7.6), squeeze=False,
                              sharex="col", height_ratios=(3, 2))
     for ax, gap_ax, name in zip(axes[0], axes[1], targets, strict=True):
@@ -299,7 +336,7 @@ def plot(args, rows: list[dict], key: str) -> None:
             xs = [p.get(key, 0.0) / (1 if key == "step" else 60) for p in r["curve"]]
             ys = [p["eval_bpb"] for p in r["curve"]]
             is_control = r["init"] == "original"
-            style = "--" if is_control else VOCAB_STYLES[args.vocab_sizes.index(r["vocab_size"])
+            style = "--" if is_control else VOCAB_STYLES[vocabs.index(r["vocab_size"])
                                                          % len(VOCAB_STYLES)]
             line, = ax.plot(xs, ys, ls=style, marker="o", ms=3,
                             color="k" if is_control else COLORS.get(r["init"]),
