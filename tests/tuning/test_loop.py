@@ -4,6 +4,7 @@ model, saves a plain model dir, resumes after kill -9 to the same weights, runs 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -130,6 +131,11 @@ def test_time_budget_and_no_grad_callers(tmp_path, german_tokenizer):
     assert lr_factor(cfg, 0, 0.0) < lr_factor(cfg, 2, 0.0) == 1.0
     assert lr_factor(cfg, 50, 0.5) == pytest.approx(0.5)
     assert lr_factor(cfg, 99, 1.0) == pytest.approx(0.0)
+    # a short budget caps the warm-up at a tenth of the steps it is on course for
+    short = TuneConfig(minutes=1.0, lr=1.0, warmup_steps=20)
+    assert lr_factor(short, 3, 0.1) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.1)))
+    assert lr_factor(short, 2, 0.066) == pytest.approx(3 / 4)  # ~30 steps ahead: warm-up 3
+    assert lr_factor(short, 3, 0.01) < 1.0  # 300 steps ahead: still warming up (20 steps)
 
 
 def test_cpu_clock_budget(tmp_path, german_tokenizer, monkeypatch):

@@ -207,9 +207,20 @@ def _load_state(model: nn.Module, optimizer, model_sd: dict, optim_sd: dict, ctx
 
 
 def lr_factor(cfg: TuneConfig, step: int, progress: float) -> float:
-    """Multiplier of the peak learning rate at ``step`` (``progress`` in [0, 1] of the run)."""
-    warmup = cfg.warmup_steps if cfg.steps is None else min(cfg.warmup_steps,
-                                                           max(1, cfg.steps // 10))
+    """Multiplier of the peak learning rate at ``step`` (``progress`` in [0, 1] of the run).
+
+    The warm-up is ``warmup_steps``, capped at a tenth of the run: of ``steps``, or of the
+    steps a time budget is on course for (``step / progress``, known after the first step).
+    Uncapped, a 20-step warm-up would fill most of a 30-step budget and its embedding-only
+    stage: a transferred model's new rows would train at a fraction of their learning rate.
+    """
+    if cfg.steps is not None:
+        run = cfg.steps
+    elif step > 0 and progress > 0:
+        run = int(step / progress)
+    else:
+        run = 10 * cfg.warmup_steps
+    warmup = min(cfg.warmup_steps, max(1, run // 10))
     if step < warmup:
         return (step + 1) / (warmup + 1)
     if cfg.schedule == Schedule.CONSTANT:
