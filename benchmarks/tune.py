@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shlex
 import shutil
 import sys
 import time
@@ -98,6 +99,11 @@ CURVE_OPTIONS = ("steps", "cpu_minutes", "minutes", "stage", "embedding_fraction
                  "max_length", "heldout_bytes", "train_bytes", "tune_bytes", "threads")
 
 
+def curve_args(row: dict) -> argparse.Namespace:
+    """The options a finished curve was run with (from the command it recorded)."""
+    return parse_args(shlex.split(row["command"])[2:])
+
+
 def budget(args) -> dict:
     """The tune_model options of one curve's budget."""
     if args.steps:
@@ -151,7 +157,7 @@ def run_curve(source: ModelBundle, target: dict, init: str, vocab: int | None, a
     fp32 = bits_per_byte(final.model, final.tokenizer, target["heldout"],
                          max_length=args.max_length, batch_size=4)
     row = {"target": target["name"], "init": init, "vocab_size": vocab,
-           "command": "python benchmarks/tune.py " + " ".join(sys.argv[1:]), "steps": result.step,
+           "command": shlex.join(["python", "benchmarks/tune.py", *sys.argv[1:]]), "steps": result.step,
            "train_seconds": result.train_seconds, "transfer_seconds": transfer_seconds,
            "cpu_seconds": cpu,
            "train_cpu_seconds": result.train_cpu_seconds,
@@ -173,7 +179,7 @@ def main() -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     if args.report:
         rows = finished_curves(run_dir, args.targets)
-        options = {json.dumps({k: getattr(parse_args(r["command"].split()[2:]), k)
+        options = {json.dumps({k: getattr(curve_args(r), k)
                                for k in CURVE_OPTIONS}, sort_keys=True) for r in rows}
         if len(options) > 1:
             raise SystemExit(f"the curves of {run_dir} were run with different options: "

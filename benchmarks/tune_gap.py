@@ -20,6 +20,7 @@ from collections import Counter
 
 import torch
 from common import CACHE, cap, corpus_split, markdown_table, write_results
+from tune import curve_args
 
 from tokenswap.evaluate.bpb import document_start_id
 from tokenswap.io.models import load_model
@@ -76,8 +77,9 @@ def main() -> int:
                                                        "log.jsonl").open() if '"config"' in x)
     moved = load_model(run / f"{args.target}-{args.curve}")
     control = load_model(run / f"{args.target}-original")
-    train, heldout = corpus_split(args.target, 20_000_000, 24000)
-    texts = [d.text for d in cap(train, 4_000_000)]
+    opts = curve_args(row)  # the text the curve was tuned and scored on
+    train, heldout = corpus_split(args.target, opts.train_bytes, opts.heldout_bytes)
+    texts = [d.text for d in cap(train, opts.tune_bytes)]
     blocks = pack(moved.tokenizer, texts, config["seq_len"])
     seen = Counter()
     for step in range(row["steps"]):
