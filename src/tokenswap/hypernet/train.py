@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
+from tokenswap.distributed import Dist, process_group
 from tokenswap.errors import TokenswapError
 from tokenswap.hypernet.model import (
     CONFIG_FILE,
@@ -226,55 +226,6 @@ def encode(tokenizer, texts: Sequence[str], seq_len: int, device) -> tuple[torch
     return ids.to(device), mask.to(device)
 
 
-# ----------------------------------------------------------------------------- distributed
-
-
-@dataclass
-class _Dist:
-    rank: int = 0
-    world: int = 1
-    created: bool = False
-    device: torch.device = torch.device("cpu")  # NCCL reduces CUDA tensors only
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def sum(self, value: float | int) -> float:
-        if self.world == 1:
-            return float(value)
-        t = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
-        return float(t.item())
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-
-def _setup_distributed(device: torch.device) -> tuple[_Dist, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist(), device
-    created = False
-    if device.type == "cuda":  # one GPU per rank
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        created = True
-    return _Dist(dist.get_rank(), dist.get_world_size(), created, device), device
-
-
-def _all_reduce_grads(hn: Hypernet, ctx: _Dist) -> None:
-    if ctx.world == 1:
-        return
-    for p in hn.parameters():
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad)  # gloo has no AVG; the loss is already globally normalised
-
-
 # ----------------------------------------------------------------------------- checkpoints
 
 
@@ -347,21 +298,17 @@ def train_hypernet(
     out = Path(out)
 
     device = torch.device(device) if device is not None else model_bundle.input_embeddings().device
-    ctx, device = _setup_distributed(device)
-    try:
+    with process_group(device) as (ctx, device):
         resuming = prepare_out(out, resume)
         ctx.barrier()  # every rank has checked `out` before rank 0 creates it
         if ctx.main:
             out.mkdir(exist_ok=True)
         return _train(model_bundle, chunks, out, cfg, eval_texts, device, ctx, resuming,
                       stop_after, progress)
-    finally:
-        if ctx.created:
-            dist.destroy_process_group()
 
 
 @torch.enable_grad()  # callers may hold torch.no_grad (benchmarks, inference code)
-def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx: _Dist,
+def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx: Dist,
            resuming: bool, stop_after: int | None, progress: bool) -> TrainResult:
     start_time = time.perf_counter()
     bundle.model.to(device)
@@ -436,7 +383,7 @@ def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx:
             loss = nats / global_count + cfg.aux_weight * aux / ctx.world
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            _all_reduce_grads(hn, ctx)
+            ctx.sum_grads(list(hn.parameters()))
             grad_norm = torch.nn.utils.clip_grad_norm_(hn.parameters(), cfg.grad_clip)
             optimizer.step()
             scheduler.step()

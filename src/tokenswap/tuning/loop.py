@@ -52,10 +52,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from tokenswap.distributed import Dist, process_group
 from tokenswap.errors import TokenswapError
 from tokenswap.evaluate.bpb import BpbResult, bits_per_byte
 from tokenswap.io.checkpoint import CHECKPOINT, prepare_out, rng_state, set_rng_state, write_jsonl
@@ -74,7 +74,6 @@ from tokenswap.tuning.stages import (
 BEST = "best"
 ADAPTER = "adapter"
 LOG_FILE = "log.jsonl"
-_BUCKET_ELEMENTS = 1 << 23  # gradients all-reduced per call (32 MB of float32)
 
 
 @dataclass
@@ -93,69 +92,7 @@ class TuneResult:
     # a shared CPU: it does not count other jobs; on a GPU it misses the device's time)
 
 
-# ----------------------------------------------------------------------------- distributed
-
-
-@dataclass
-class _Dist:
-    rank: int = 0
-    world: int = 1
-    created: bool = False
-    device: torch.device = torch.device("cpu")  # NCCL reduces tensors on the rank's GPU only
-    fsdp: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def sum(self, value: float) -> float:
-        if self.world == 1:
-            return float(value)
-        t = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
-        return float(t.item())
-
-    def from_main(self, value: float) -> float:
-        """Rank 0's value on every rank (clocks differ per rank; decisions must not)."""
-        return self.sum(value if self.main else 0.0)
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-    def sum_grads(self, params: list[nn.Parameter]) -> None:
-        """Sum gradients over ranks (gloo has no AVG; the loss is normalised globally)."""
-        if self.world == 1 or self.fsdp:
-            return
-        grads = [p.grad for p in params if p.grad is not None]
-        bucket: list[torch.Tensor] = []
-        size = 0
-        for g in [*grads, None]:
-            if g is not None:
-                bucket.append(g)
-                size += g.numel()
-            if bucket and (g is None or size >= _BUCKET_ELEMENTS):
-                flat = torch.cat([b.reshape(-1) for b in bucket])
-                dist.all_reduce(flat)
-                offset = 0
-                for b in bucket:
-                    b.copy_(flat[offset:offset + b.numel()].view_as(b))
-                    offset += b.numel()
-                bucket, size = [], 0
-
-
-def _setup_distributed(device: torch.device, fsdp: bool) -> tuple[_Dist, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist(), device
-    created = False
-    if device.type == "cuda":  # one GPU per rank
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        created = True
-    return _Dist(dist.get_rank(), dist.get_world_size(), created, device, fsdp), device
+# ----------------------------------------------------------------------------- sharding
 
 
 def _shard(model: nn.Module) -> None:
@@ -172,7 +109,7 @@ def _shard(model: nn.Module) -> None:
 # ----------------------------------------------------------------------------- state
 
 
-def _full_state(model: nn.Module, optimizer, ctx: _Dist) -> tuple[dict, dict]:
+def _full_state(model: nn.Module, optimizer, ctx: Dist) -> tuple[dict, dict]:
     """Whole-model and optimizer state dicts (gathered on rank 0 under FSDP; collective)."""
     if not ctx.fsdp:
         return model.state_dict(), optimizer.state_dict()
@@ -187,7 +124,7 @@ def _full_state(model: nn.Module, optimizer, ctx: _Dist) -> tuple[dict, dict]:
             get_optimizer_state_dict(model, optimizer, options=opts))
 
 
-def _load_state(model: nn.Module, optimizer, model_sd: dict, optim_sd: dict, ctx: _Dist) -> None:
+def _load_state(model: nn.Module, optimizer, model_sd: dict, optim_sd: dict, ctx: Dist) -> None:
     if not ctx.fsdp:
         model.load_state_dict(model_sd)
         optimizer.load_state_dict(optim_sd)
@@ -262,8 +199,7 @@ def tune_model(
     out = Path(out)
     device = torch.device(device) if device is not None else \
         bundle.model.get_input_embeddings().weight.device
-    ctx, device = _setup_distributed(device, cfg.fsdp)
-    try:
+    with process_group(device, cfg.fsdp) as (ctx, device):
         if ctx.fsdp and cfg.stage == Stage.LORA:
             raise TokenswapError("LoRA with --fsdp is not supported; LoRA trains few weights, "
                                  "use data parallel (drop --fsdp)")
@@ -276,14 +212,11 @@ def tune_model(
         ctx.barrier()
         return _train(bundle, blocks, out, cfg, list(eval_texts or []), device, ctx, resuming,
                       progress, callback, provenance or {})
-    finally:
-        if ctx.created:
-            dist.destroy_process_group()
 
 
 @torch.enable_grad()  # callers may hold torch.no_grad (benchmarks, inference code)
 def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts: list[str],
-           device: torch.device, ctx: _Dist, resuming: bool, progress: bool, callback,
+           device: torch.device, ctx: Dist, resuming: bool, progress: bool, callback,
            provenance: dict) -> TuneResult:
     start_time = time.perf_counter()
     torch.manual_seed(cfg.seed)
@@ -462,7 +395,7 @@ def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts:
 
 
 def _held_out(model: nn.Module, tokenizer, texts: list[str], cfg: TuneConfig,
-              ctx: _Dist) -> BpbResult:
+              ctx: Dist) -> BpbResult:
     """``bits_per_byte`` of the held-out texts: documents split over ranks (data parallel) or
     scored by every rank in lock-step (FSDP: every forward pass is collective)."""
     mine = texts if ctx.fsdp or ctx.world == 1 else texts[ctx.rank::ctx.world]
@@ -499,7 +432,7 @@ class _OutsideInferenceMode(nn.Module):
             return self.inner(*args, **kwargs)
 
 
-def _save_checkpoint(out: Path, model: nn.Module, optimizer, ctx: _Dist, cfg: TuneConfig,
+def _save_checkpoint(out: Path, model: nn.Module, optimizer, ctx: Dist, cfg: TuneConfig,
                      state: dict) -> None:
     """Write ``out/checkpoint/`` atomically: weights, optimizer, RNG states, step, clock."""
     if not (ctx.main or ctx.fsdp):
@@ -515,7 +448,7 @@ def _save_checkpoint(out: Path, model: nn.Module, optimizer, ctx: _Dist, cfg: Tu
     ctx.barrier()
 
 
-def _export(model: nn.Module, tokenizer, where: Path, ctx: _Dist, provenance: dict
+def _export(model: nn.Module, tokenizer, where: Path, ctx: Dist, provenance: dict
             ) -> nn.Module | None:
     """Save the plain model (LoRA merged; FSDP gathered) + tokenizer to ``where`` (rank 0)."""
     from tokenswap.api import save_model
