@@ -36,11 +36,13 @@ def _rank(rank: int, port: int, results) -> None:
         a = torch.nn.Parameter(torch.zeros(2, 2))
         b = torch.nn.Parameter(torch.zeros(5))
         a.grad = torch.full((2, 2), float(rank + 1))
+        unused = torch.nn.Parameter(torch.zeros(3))  # no gradient on any rank
         if rank == 0:  # rank 1 got no gradient for b: it must send zeros, not hang
             b.grad = torch.arange(5, dtype=torch.float32)
-        ctx.sum_grads([a, b])
+        ctx.sum_grads([a, unused, b])
         results[rank] = (ctx.world, ctx.sum(rank + 1), ctx.from_main(10.0 * (rank + 1)),
                          a.grad.tolist(), b.grad.tolist())
+        results[f"unused-{rank}"] = unused.grad is None  # as one process: AdamW skips it
     results[f"left-{rank}"] = not torch.distributed.is_initialized()
 
 
@@ -66,6 +68,7 @@ def test_two_gloo_ranks_sum_values_and_gradients():
         assert a == [[3.0, 3.0], [3.0, 3.0]]
         assert b == [0.0, 1.0, 2.0, 3.0, 4.0]
         assert results[f"left-{rank}"]
+        assert results[f"unused-{rank}"]
 
 
 def test_fsdp_leaves_gradients_to_fsdp():

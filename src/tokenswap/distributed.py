@@ -51,10 +51,16 @@ class Dist:
         """Sum the gradients of ``params`` over ranks, in buckets of ``BUCKET_ELEMENTS``.
 
         gloo has no AVG, so the loss must be normalised by the global token count. A parameter
-        that got no gradient on this rank takes zeros, so every rank reduces the same tensors.
+        that got a gradient on some rank but not on this one takes zeros here, so every rank
+        reduces the same tensors; one that got none on any rank keeps ``grad = None``, as in a
+        single process (the optimizer skips it, momentum and weight decay included).
         """
         if self.world == 1 or self.fsdp:
             return
+        anywhere = torch.tensor([p.grad is not None for p in params], dtype=torch.float32,
+                                device=self.device)
+        dist.all_reduce(anywhere)
+        params = [p for p, n in zip(params, anywhere.tolist(), strict=True) if n > 0]
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
