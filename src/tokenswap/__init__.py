@@ -1,14 +1,60 @@
 """tokenswap: give any pretrained language model a new tokenizer.
 
 The Python API mirrors the CLI: :func:`transfer`, :func:`evaluate`, :func:`tokenizer_train`,
-:func:`tune`.
+:func:`tune`, ... Names are imported on first use, so importing a leaf module
+(``tokenswap.vocab.bytes``) does not load transformers or every init method.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from tokenswap.api import evaluate, save_model, tokenizer_train, transfer, tune  # noqa: E402
-from tokenswap.errors import TokenswapError  # noqa: E402
-from tokenswap.io.models import load_model, load_tokenizer  # noqa: E402
+# public name -> module that defines it (imported lazily by __getattr__)
+_EXPORTS = {
+    "transfer": "tokenswap.api",
+    "evaluate": "tokenswap.api",
+    "tokenizer_train": "tokenswap.api",
+    "tune": "tokenswap.api",
+    "hypernet_train": "tokenswap.api",
+    "audit": "tokenswap.api",
+    "glitch": "tokenswap.api",
+    "mixture": "tokenswap.api",
+    "save_model": "tokenswap.api",
+    "load_model": "tokenswap.io.models",
+    "load_tokenizer": "tokenswap.io.models",
+    "TokenswapError": "tokenswap.errors",
+}
 
-__all__ = ["TokenswapError", "__version__", "evaluate", "load_model", "load_tokenizer",
-           "save_model", "tokenizer_train", "transfer", "tune"]
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on demand
+    from tokenswap.api import (  # noqa: F401
+        audit,
+        evaluate,
+        glitch,
+        hypernet_train,
+        mixture,
+        save_model,
+        tokenizer_train,
+        transfer,
+        tune,
+    )
+    from tokenswap.errors import TokenswapError  # noqa: F401
+    from tokenswap.io.models import load_model, load_tokenizer  # noqa: F401
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tokenswap' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = ["__version__", *_EXPORTS]
