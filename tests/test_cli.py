@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tokenswap.cli import main, parse_options
+from tokenswap.cli import main
 from tokenswap.errors import TokenswapError
 
 
@@ -21,14 +21,6 @@ def test_methods_lists_registry(capsys):
     assert main(["methods", "--json"]) == 0
     names = {m["name"] for m in json.loads(capsys.readouterr().out)}
     assert {"mean", "random", "copy-overlap"} <= names
-
-
-def test_parse_options_types():
-    assert parse_options(["k=8", "focus_mix=0.25", "flag=true", "name=fast", "neg=-1e-3"]) == {
-        "k": 8, "focus_mix": 0.25, "flag": True, "name": "fast", "neg": -1e-3}
-    for bad in ["novalue", "=3", "_omp_weights=1"]:
-        with pytest.raises(TokenswapError, match="KEY=VALUE"):
-            parse_options([bad])
 
 
 def test_tokenizer_train_transfer_eval(tmp_path, tiny_model_dir, capsys):

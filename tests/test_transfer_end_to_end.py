@@ -131,9 +131,9 @@ def test_output_bias_is_transferred(tiny_model_dir, german_tokenizer):
 
 
 def test_vocabulary_too_large_for_memory(tiny_model_dir, german_tokenizer, tmp_path, monkeypatch):
-    import tokenswap.api as api
+    import tokenswap.commands.transfer as transfer_command
 
-    monkeypatch.setattr(api, "available_memory", lambda: 1000)
+    monkeypatch.setattr(transfer_command, "available_memory", lambda: 1000)
     with pytest.raises(TokenswapError, match="GiB is free"):
         tokenswap.transfer(str(tiny_model_dir), german_tokenizer, out=tmp_path / "big")
     assert not (tmp_path / "big").exists()

@@ -31,14 +31,18 @@ from tokenswap.errors import TokenswapError, did_you_mean
 
 def option(default: Any = MISSING, help: str = "", *, short: str | None = None,
            default_factory: Any = MISSING, cli: bool = True, why: str = "",
+           flag: str | None = None, argument: bool = False, required: bool = False,
            metavar: str | None = None) -> Any:
     """A dataclass field with its one-line ``help``.
 
-    ``short`` is a one-letter command-line alias (``"-o"``); ``cli=False`` keeps a field out of
-    the command line (Python-only values such as loaded objects); ``why`` says how a default
-    was chosen (shown by ``tokenswap methods``; cite a results file, not a number).
+    Command line: the option is ``--field-name`` unless ``flag`` names it (``"--json"``);
+    ``short`` adds a one-letter alias (``"-o"``); ``argument=True`` makes it positional;
+    ``cli=False`` keeps it out (Python-only values); ``required=True`` makes an option that
+    Python may leave at its default required on the command line. ``why`` says how a default was chosen
+    (shown by ``tokenswap methods``; cite a results file rather than copy a number).
     """
-    metadata = {"help": help, "short": short, "cli": cli, "why": why, "metavar": metavar}
+    metadata = {"help": help, "short": short, "cli": cli, "why": why, "flag": flag,
+                "argument": argument, "required": required, "metavar": metavar}
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     if default is MISSING:
@@ -173,6 +177,49 @@ def from_dict(cls: type, data: Mapping[str, Any], *, what: str = "option") -> An
     return cls(**values)
 
 
+def build(cls: type, what: str = "option", **values: Any) -> Any:
+    """``cls(**values)`` for Python callers, with the command line's checks and flattening.
+
+    Unknown names get one line with a did-you-mean; strings for enum or path fields are
+    converted; other values (loaded models, tokenizers, lists of texts) pass as they are.
+    Names of fields of a nested dataclass field (a trainer's options inside a command's
+    config) may be given flat: ``build(TuneCommand, steps=10)`` fills ``training.steps``.
+    """
+    types_ = field_types(cls)
+    own = {f.name: f for f in fields(cls) if f.init}
+    nested = {name: unwrap_optional(types_[name])[0] for name in own
+              if is_dataclass(unwrap_optional(types_[name])[0])}
+    nested_names = {name: {f.name for f in fields(kind) if f.init} for name, kind in nested.items()}
+    kwargs: dict[str, Any] = {}
+    inner: dict[str, dict[str, Any]] = {name: {} for name in nested}
+    for key, value in values.items():
+        if key in own:
+            kwargs[key] = _convert(value, types_[key], f"{what} {key}")
+            continue
+        home = [name for name, names in nested_names.items() if key in names]
+        if not home:
+            known = sorted([*own, *(n for names in nested_names.values() for n in names)])
+            raise TokenswapError(f"unknown {what} {key!r}{did_you_mean(key, known)}")
+        inner[home[0]][key] = value
+    for name, given in inner.items():
+        if given:
+            if name in kwargs:
+                raise TokenswapError(f"{what}: pass {name} or its fields, not both")
+            kwargs[name] = build(nested[name], what, **given)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise TokenswapError(f"{what}: {err}") from None
+
+
+def _convert(value: Any, tp: Any, what: str) -> Any:
+    base, _ = unwrap_optional(tp)
+    if isinstance(value, str) and (base is Path or (isinstance(base, type)
+                                                    and issubclass(base, enum.Enum))):
+        return parse_value(value, tp, what)
+    return value
+
+
 def to_dict(obj: Any) -> Any:
     """Plain JSON/YAML values of a config: enums as their values, paths as strings."""
     if is_dataclass(obj) and not isinstance(obj, type):
@@ -225,5 +272,5 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return {str(k): v for k, v in data.items()}
 
 
-__all__ = ["describe", "field_types", "from_dict", "help_of", "option", "parse_value",
+__all__ = ["build", "describe", "field_types", "from_dict", "help_of", "option", "parse_value",
            "read_config_file", "to_dict", "type_name", "unwrap_optional"]

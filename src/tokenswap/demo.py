@@ -9,16 +9,22 @@ whose output already exists in ``out`` are reused, so an interrupted demo resume
 from __future__ import annotations
 
 import copy
+import enum
 import sysconfig
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from rich.console import Console
-
-from tokenswap import api
 from tokenswap.errors import TokenswapError
-from tokenswap.io.corpus import read_corpus, split_corpus
-from tokenswap.io.models import load_model, load_tokenizer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from tokenswap.commands.eval import EvalReport
+
+class Domain(str, enum.Enum):
+    DE = "de"  # German man pages (Debian's manpages-de)
+    CODE = "code"  # Python's own standard library source
+
 
 GERMAN_MAN = Path("/usr/share/man/de")
 PROMPTS = {"de": "Dieses Programm zeigt", "code": "def read_config(path):\n"}
@@ -54,7 +60,18 @@ def take_bytes(texts: list[str], budget: int) -> list[str]:
 
 def run_demo(out: Path, *, domain: str = "de", vocab_size: int = 32000,
              heldout_bytes: int = 16000, device: str | None = None,
-             console: Console | None = None) -> api.EvalReport:
+             console: Console | None = None) -> EvalReport:
+    import torch
+    from rich.console import Console
+
+    from tokenswap.commands.eval import evaluate_models
+    from tokenswap.commands.tokenizer_train import Config as TokenizerTrainConfig
+    from tokenswap.commands.tokenizer_train import run as tokenizer_train
+    from tokenswap.commands.transfer import Config as TransferConfig
+    from tokenswap.commands.transfer import run as transfer
+    from tokenswap.io.corpus import read_corpus, split_corpus
+    from tokenswap.io.models import ModelBundle, load_model, load_tokenizer
+
     console = console or Console()
     out.mkdir(parents=True, exist_ok=True)
     docs = read_corpus(demo_corpus(domain), progress=True)
@@ -67,7 +84,8 @@ def run_demo(out: Path, *, domain: str = "de", vocab_size: int = 32000,
     tok_dir = out / f"tokenizer-{domain}-{vocab_size}"
     if not (tok_dir / "tokenizer.json").is_file():
         with console.status(f"training a {vocab_size:,}-token byte-level BPE ..."):
-            api.tokenizer_train(train, vocab_size, out=tok_dir, like=bundle.tokenizer)
+            tokenizer_train(TokenizerTrainConfig(corpus=train, vocab_size=vocab_size, out=tok_dir,
+                                                 like=bundle.tokenizer, progress=False))
     target = load_tokenizer(tok_dir)
     console.print(f"tokenizer: {tok_dir} ({len(target):,} tokens)")
 
@@ -76,16 +94,17 @@ def run_demo(out: Path, *, domain: str = "de", vocab_size: int = 32000,
     for method in ("random", "mean"):
         model_dir = out / f"model-{domain}-{method}"
         if not (model_dir / "config.json").is_file():
-            copy_ = api.ModelBundle(model=copy.deepcopy(bundle.model), tokenizer=bundle.tokenizer,
+            copy_ = ModelBundle(model=copy.deepcopy(bundle.model), tokenizer=bundle.tokenizer,
                                     spec=bundle.spec, path=bundle.path)
             with console.status(f"transfer with {method} ..."):
-                result = api.transfer(copy_, target, method=method, out=model_dir, overwrite=True)
+                result = transfer(TransferConfig(tokenizer=target, model=copy_, method=method,
+                                                 out=model_dir, overwrite=True))
             console.print(f"{method}: {result.stats.input} in {result.stats.seconds:.1f} s")
             del copy_
         models.append(str(model_dir))  # reloaded from disk by plain transformers
         names.append(f"{method} ({len(target):,} tokens)")
 
-    report = api.evaluate(models, heldout, names=names, max_length=1024, batch_size=4,
+    report = evaluate_models(models, heldout, names=names, max_length=1024, batch_size=4,
                           device=device)
     report.write_json(out / f"report-{domain}.json")
     sample = load_model(str(out / f"model-{domain}-mean"), device=device)

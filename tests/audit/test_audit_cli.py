@@ -7,7 +7,8 @@ import json
 import pytest
 from conftest import ENGLISH, GERMAN
 
-from tokenswap.cli import main, parse_named
+from tokenswap.cli import main
+from tokenswap.commands.audit import parse_named
 
 
 def test_audit_prints_tables_and_writes_the_report(tmp_path, tiny_model_dir,

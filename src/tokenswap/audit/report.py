@@ -232,7 +232,7 @@ class AuditReport:
                          f"<th title='{esc(m['summary'])}'>{esc(m['name'])}</th>"
                          for m in corpus_metrics) + "<th>MB/s</th></tr></thead><tbody>")
         for row in self.rows:
-            cells = "".join(f"<td>{_fmt(row['metrics'].get(m['name']), m)}</td>"
+            cells = "".join(f"<td>{format_value(row['metrics'].get(m['name']), m)}</td>"
                             for m in corpus_metrics)
             parts.append(f"<tr><td class='l'>{esc(row['corpus'])}</td>"
                          f"<td class='l'>{esc(row['tokenizer'])}</td>"
@@ -268,7 +268,7 @@ class AuditReport:
         for m in vocab_metrics:
             values = [t["vocab"].get(m["name"]) for t in self.tokenizers]
             parts.append(f"<tr><td class='l' title='{esc(m['summary'])}'>{esc(m['name'])}</td>"
-                         + "".join(f"<td>{_fmt(v, m)}</td>" for v in values) + "</tr>")
+                         + "".join(f"<td>{format_value(v, m)}</td>" for v in values) + "</tr>")
         parts.append("</tbody></table>")
 
         # plots
@@ -315,7 +315,7 @@ class AuditReport:
         return "\n".join(parts)
 
 
-def _fmt(value: float | None, metric: dict) -> str:
+def format_value(value: float | None, metric: dict) -> str:
     if value is None or value != value:
         return "-"
     fmt = _FORMATS.get(metric["name"], ".3f")

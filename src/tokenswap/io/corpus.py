@@ -702,3 +702,19 @@ def _progress_bar(enabled: bool, total: int) -> Iterator[Callable[[], None]]:
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("corpus", total=total)
         yield lambda: bar.advance(task)
+
+
+def corpus_texts(corpus: str | os.PathLike | Sequence[str] | Sequence[Document] | None,
+                 max_bytes: int | None = None) -> list[str] | None:
+    """Texts from corpus specs (paths, globs, hf:...) or from already-read documents.
+
+    None stays None (no corpus given); a list of :class:`Document` is used as it is.
+    """
+    if corpus is None:
+        return None
+    if isinstance(corpus, (str, os.PathLike)):
+        corpus = [corpus]
+    items = list(corpus)
+    if items and isinstance(items[0], Document):
+        return [d.text for d in items]
+    return [d.text for d in read_corpus([str(c) for c in items], max_bytes=max_bytes)]

@@ -257,3 +257,17 @@ def load_model(
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+
+
+def as_bundle(model: str | os.PathLike | ModelBundle | None, *,
+              device: str | torch.device | None = None) -> ModelBundle:
+    """``model`` itself when it is a loaded bundle, else :func:`load_model` of the spec."""
+    return model if isinstance(model, ModelBundle) else load_model(model, device=device)
+
+
+def as_tokenizer(tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None
+                 ) -> PreTrainedTokenizerBase:
+    """``tokenizer`` itself when it is loaded, else :func:`load_tokenizer` of the spec."""
+    if isinstance(tokenizer, PreTrainedTokenizerBase):
+        return tokenizer
+    return load_tokenizer(tokenizer)

@@ -53,3 +53,47 @@ def atomic_dir(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[P
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def save_model(bundle, out: str | os.PathLike, *, overwrite: bool = False,
+               provenance: dict | None = None) -> Path:
+    """Save a bundle's model + tokenizer as safetensors into a temporary dir, then rename it
+    to ``out`` (:func:`atomic_dir`); ``provenance`` goes to ``tokenswap.json``."""
+    import json
+
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        bundle.model.save_pretrained(tmp, safe_serialization=True)
+        bundle.tokenizer.save_pretrained(tmp)
+        if provenance is not None:
+            (tmp / "tokenswap.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    return Path(out)
+
+
+def check_output_file(out: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Fail early (before any long job) if file ``out`` cannot be written or would be replaced."""
+    out = Path(out)
+    if out.is_dir():
+        raise TokenswapError(f"output {out} is a directory; give a file name")
+    if out.exists() and not overwrite:
+        raise TokenswapError(f"output {out} already exists; choose another path or pass --overwrite")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise TokenswapError(f"the parent directory of {out} does not exist; create {parent}")
+    if not os.access(parent, os.W_OK):
+        raise TokenswapError(f"cannot write to {parent}; choose another path")
+    return out
+
+
+def write_file(out: str | os.PathLike, text: str, *, overwrite: bool = False) -> Path:
+    """Write ``text`` to a temporary sibling of ``out``, then rename it into place."""
+    out = check_output_file(out, overwrite=overwrite)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.resolve().parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return out

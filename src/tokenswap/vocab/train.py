@@ -14,7 +14,6 @@ Two kinds:
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Iterable, Sequence
 
@@ -22,13 +21,9 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from tokenswap.errors import TokenswapError
+from tokenswap.vocab.kinds import TokenizerKind
 
 ROLES = ("bos_token", "eos_token", "pad_token", "unk_token")
-
-
-class TokenizerKind(str, enum.Enum):
-    BPE = "bpe"
-    UNIGRAM = "unigram"
 
 
 def carried_tokens(like: PreTrainedTokenizerBase | None) -> tuple[list[str], dict[str, str]]:
