@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -126,3 +127,96 @@ def test_hypernet_train_then_transfer(tmp_path, tiny_model_dir, german_tokenizer
         assert "was trained for" in err and "allow-other-base" in err
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["transfer", "--tokenizr", "x"], "No such option: --tokenizr"),
+    (["transfer", "--out", "o"], "missing option --tokenizer"),
+    (["tokenizer", "train", "--corpus", "c", "--out", "o", "--vocab-size", "abc"], "--vocab-size"),
+    (["tokenizer", "train", "--corpus", "c", "--out", "o", "--kind", "bep"],
+     "did you mean 'bpe'"),
+    (["bogus"], "No such command 'bogus'"),
+])
+def test_usage_errors_are_one_line_exit_2(args, expected, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [[], ["tokenizer"], ["bytes"]])
+def test_bare_groups_print_help_and_exit_2(args, capsys):
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert "Usage" in captured.out and "Traceback" not in captured.err
+
+
+def test_help_lists_choices_and_defaults(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps help to the terminal's width
+    assert main(["tokenizer", "train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "bpe|unigram" in out and "--config" in out
+    assert main(["tune", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "full|lora|embeddings" in out and "fp32|bf16" in out
+
+
+def test_config_file_values_and_command_line_precedence(tmp_path, monkeypatch, capsys):
+    import tokenswap.commands.tokenizer_train as command
+
+    seen = []
+    monkeypatch.setattr(command, "run", lambda cfg: seen.append(cfg) or [])
+    monkeypatch.setattr(command, "show", lambda result, cfg, console: None)
+    config = tmp_path / "tok.yaml"
+    config.write_text("corpus: [a.txt, b.txt]\nvocab-size: 500\nkind: unigram\nout: tok\n")
+    assert main(["tokenizer", "train", "--config", str(config), "--vocab-size", "700"]) == 0
+    cfg = seen[-1]
+    assert cfg.corpus == ["a.txt", "b.txt"] and cfg.out == Path("tok")
+    assert cfg.vocab_size == 700  # the command line wins over the file
+    assert cfg.kind.value == "unigram"
+    assert main(["tokenizer", "train", "--config", str(config)]) == 0
+    assert seen[-1].vocab_size == 500
+
+    bad = tmp_path / "bad.yaml"
+    for text, message in [("vocab_sise: 3\n", "unknown key 'vocab_sise'"),
+                          ("vocab_size: many\n", "must be an integer"),
+                          ("kind: [x\n", "not valid YAML")]:
+        bad.write_text(text)
+        assert main(["tokenizer", "train", "--config", str(bad), "--corpus", "c",
+                     "--out", "o"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+    assert main(["tokenizer", "train", "--config", str(tmp_path / "none.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_ctrl_c_exits_130_with_a_line(monkeypatch, capsys):
+    import tokenswap.commands.methods as command
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "run", interrupted)
+    assert main(["methods"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_eval_json_output_is_checked_before_scoring(tmp_path, tiny_model_dir, capsys):
+    corpus = tmp_path / "t.txt"
+    corpus.write_text("Die Straße ist nass.")
+    existing = tmp_path / "report.json"
+    existing.write_text("keep me")
+    for target, message in [(existing, "already exists"), (tmp_path / "no" / "r.json",
+                                                           "does not exist"),
+                            (tmp_path, "is a directory")]:
+        assert main(["eval", "--model", str(tiny_model_dir), "--text", str(corpus),
+                     "--json", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "bits/byte" not in capsys.readouterr().out
+    assert existing.read_text() == "keep me"
+
+
+def test_entry_point_usage_error_has_no_traceback():
+    proc = run_cli("transfer", "--tokenizr", "x")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("error:")
