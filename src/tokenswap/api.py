@@ -24,7 +24,7 @@ from transformers import PreTrainedTokenizerBase
 from tokenswap import __version__
 from tokenswap.errors import TokenswapError
 from tokenswap.evaluate.bpb import BpbResult, bits_per_byte
-from tokenswap.init import InitContext, get_method
+from tokenswap.init import InitContext, get_method, resolve_options
 from tokenswap.init.common import assert_filled
 from tokenswap.init.registry import REQUIREMENTS
 from tokenswap.io.corpus import Document, read_corpus
@@ -138,6 +138,7 @@ def transfer(
     if tokenizer is None:
         raise TokenswapError("transfer needs a target tokenizer (--tokenizer)")
     init = get_method(method)
+    init_options = resolve_options(init, options)  # bad options fail before any model loads
     if out is not None:
         check_output_dir(out, overwrite=overwrite)
     given = {"corpus": corpus, "donor": donor, "source_corpus": source_corpus,
@@ -171,11 +172,11 @@ def transfer(
     hypernet_model = bind_hypernet(hypernet, bundle, allow_other_base=allow_other_base,
                                    device=device) if hypernet is not None else None
 
-    shared = dict(options or {})  # one dict per transfer: methods cache aux models in it
+    cache: dict = {}  # one per transfer: the input, output and bias calls share trained models
 
     def run(matrix: torch.Tensor, which: str):
         ctx = InitContext(seed=seed, matrix=which, corpus=texts, device=device,
-                          options=shared, source_tokenizer=bundle.tokenizer,
+                          options=init_options, cache=cache, source_tokenizer=bundle.tokenizer,
                           target_tokenizer=target_tok, donor=donor_matrix,
                           source_corpus=source_texts,
                           dictionary=list(dictionary) if dictionary is not None else None,
