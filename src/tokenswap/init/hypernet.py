@@ -11,23 +11,21 @@ Special tokens matched to a source special token are copied (``SPECIAL``); token
 source pieces keep ``FALLBACK`` (the hypernet predicts them from its learned "empty" input on
 top of the mean of all source rows).
 
-Tokens the source vocabulary also has (``EXACT``) are handled by the option ``hypernet_exact``:
+Tokens the source vocabulary also has (``EXACT``) are handled by the option ``hypernet_exact``
+(:class:`HypernetOptions`):
 
-- ``"align"`` (default): the hypernet's rows carry a common offset - on SmolLM2 the mean of
-  (predicted - source) over the shared tokens is about a sixth of a row's norm, the same on
-  every target, so it is learned, not noise. It is measured on the shared tokens, subtracted
-  from every predicted row, and the shared tokens get their source rows (``EXACT``);
+- ``"align"`` (default): a trained hypernet's rows can carry a common offset, the same for every
+  row. It is measured as the mean of (predicted - source row) over the shared tokens and
+  subtracted from every predicted row; the shared tokens then get their source rows (``EXACT``).
+  Copying alone would put new rows predicted in a shifted frame next to unshifted shared rows;
+  removing the offset first keeps the two consistent;
 - ``"predict"``: every row as predicted (the paper); shared tokens are ``COMPOSED``;
 - ``"copy"``: shared tokens get their source rows, the others stay as predicted.
 
-Measured with the step-200 hypernet of ``benchmarks/hypernet.py`` (sampled 4k-8k vocabularies,
-constant learning rate) on SmolLM2, bits/byte on held-out text, predict / copy / align (FVT,
-FOCUS): German 32k BPE 2.268 / 2.486 / 2.208 (2.327, 2.280), Russian 32k BPE 1.725 / 1.895 /
-1.670 (1.848, 1.782), code 32k BPE 1.146 / 1.102 / 0.992 (1.037, 0.973), Gemma 3 on German
-2.839 / - / 2.612 (2.951, 2.715). Copying alone mixes frames (new rows predicted next to
-*shifted* shared rows); removing the offset first makes the copies consistent with the
-predictions and keeps the shared tokens exact, which matters most on code, where 90% of the
-held-out tokens are shared.
+``benchmarks/results/hypernet.md`` was measured with ``align`` and
+``benchmarks/results/hypernet-batch.md`` with ``predict``, but by hypernets trained differently
+(learning-rate schedule, sampled texts), so neither compares the modes; no results file has
+``copy``. Run ``benchmarks/hypernet.py --exact MODE`` on one hypernet to compare them.
 
 Needs ``ctx.hypernet`` (a loaded :class:`~tokenswap.hypernet.model.Hypernet`, checked against
 the model by :func:`~tokenswap.hypernet.model.load_hypernet`) and, for untied models or models

@@ -41,10 +41,11 @@ matrix and bias.
 Donor space matters. With a real donor (an LM's embeddings) OMP is the method of the paper. With
 only a corpus, the fastText space is orthographic (n-gram based), and the unconstrained
 coefficients found there do not carry over to the source model: on the validation splits of
-``benchmarks/choose_options.py`` (SmolLM2-135M, 32k BPEs) plain OMP scored 4.6x to 17x the
-bits/byte of ``mean`` (German k=4: 15.1 vs 2.08); ``omp_mix=0.5`` brings it to 1.6x-7.7x,
-``omp_norm="mean"`` to 1.9x-2.3x (1.23x with ``omp_mix=0.5``), ``omp_positive`` with k=8
-to 1.17x on German. None of these beats ``mean``: with a corpus and no donor, use ``focus``.
+``benchmarks/choose_options.py`` (SmolLM2-135M, 32k BPEs; ``benchmarks/results/choose_options.md``)
+plain OMP scored several times the bits/byte of ``mean`` for every k tried (``omp_k``), and
+``omp_mix=0.5`` narrowed the gap without closing it; at the defaults and with no donor,
+``benchmarks/results/peers.md`` has the same picture on held-out text. With a corpus and no
+donor, use ``focus``.
 """
 
 from __future__ import annotations
