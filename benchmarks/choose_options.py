@@ -12,7 +12,8 @@ ratio over the targets.
     python benchmarks/choose_options.py [--targets de ru code] [--methods focus omp]
 
 Writes benchmarks/results/choose_options.{json,md}. The fastText model of a target is trained
-once and shared by all its grid points.
+once and shared by all its grid points. Results written before the options were declared call
+``omp_k`` just ``k``.
 """
 
 from __future__ import annotations
@@ -30,12 +31,29 @@ from peers import CACHE
 
 from tokenswap import api
 from tokenswap.evaluate.bpb import bits_per_byte
+from tokenswap.init import auxiliary
 from tokenswap.io.models import ModelBundle, load_model, load_tokenizer
 
 GRIDS: dict[str, dict[str, list]] = {
     "focus": {"focus_temperature": [0.03, 0.1, 0.3, 1.0], "focus_mix": [0.0, 0.25, 0.5]},
-    "omp": {"k": [4, 8, 16, 64], "omp_mix": [0.0, 0.5]},
+    "omp": {"omp_k": [4, 8, 16, 64], "omp_mix": [0.0, 0.5]},
 }
+
+
+def share_fasttext_models() -> dict:
+    """Keep every fastText model trained by a transfer for the next transfers, which start with
+    an empty cache each; returns the store (clear it when the corpus or tokenizer changes)."""
+    trained: dict = {}
+    train = auxiliary._train
+
+    def remembered(texts, tokenizer, **kw):
+        key = (auxiliary.corpus_fingerprint(texts), id(tokenizer), *sorted(kw.items()))
+        if key not in trained:
+            trained[key] = train(texts, tokenizer, **kw)
+        return trained[key]
+
+    auxiliary._train = remembered
+    return trained
 
 
 def points(method: str) -> list[dict]:
@@ -57,9 +75,7 @@ def main() -> int:
     args = parser.parse_args()
 
     source = load_model("default")
-    # api.transfer copies the options dict shallowly, so this inner dict - the fastText models
-    # keyed by corpus content and tokenizer - is shared by all grid points of a target
-    shared: dict = {"_auxiliary": {}}
+    fasttext_models = share_fasttext_models()  # shared by all grid points of a target
     rows, payload = [], {"machine": machine(), "args": vars(args), "grids": GRIDS, "runs": []}
     for name in args.targets:
         tok_dir = CACHE / f"tokenizer-{name}-{args.vocab_size}"
@@ -76,7 +92,7 @@ def main() -> int:
                                  spec=source.spec)
             t0 = time.perf_counter()
             api.transfer(bundle, target, method=method, corpus=corpus, seed=0,
-                         options={**shared, **opts})
+                         options=opts)
             seconds = time.perf_counter() - t0
             res = bits_per_byte(bundle.model, bundle.tokenizer, valid, max_length=args.max_length,
                                 batch_size=4)
@@ -88,7 +104,7 @@ def main() -> int:
             print(f"[{name}] {method} {opts}: {res.bits_per_byte:.4f} "
                   f"({run['ratio_to_mean']:.4f} of mean) {seconds:.0f} s", flush=True)
             del bundle
-        shared["_auxiliary"].clear()  # the next target has another corpus and tokenizer
+        fasttext_models.clear()  # the next target has another corpus and tokenizer
 
     best = {}
     for method in args.methods:

@@ -44,6 +44,7 @@ from tokenswap import api
 from tokenswap.evaluate.bpb import bits_per_byte
 from tokenswap.hypernet.model import Hypernet, PieceInputs
 from tokenswap.hypernet.train import LOG_FILE, train_hypernet
+from tokenswap.init.hypernet import ExactMode
 from tokenswap.io.models import ModelBundle, load_model, load_tokenizer
 from tokenswap.vocab.pair import build_pair
 
@@ -83,7 +84,7 @@ def parse_args() -> argparse.Namespace:
                    help="cosine decay to zero over this many steps (default: constant after "
                         "warm-up, so that later --marks continue the same run)")
     p.add_argument("--max-length", type=int, default=1024)
-    p.add_argument("--exact", default="align", choices=["align", "predict", "copy"],
+    p.add_argument("--exact", default="align", choices=[m.value for m in ExactMode],
                    help="hypernet_exact: how tokens the source also has are set (see "
                         "tokenswap.init.hypernet)")
     p.add_argument("--fresh", action="store_true", help="discard an earlier run's hypernet")

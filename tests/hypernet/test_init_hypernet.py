@@ -10,7 +10,8 @@ from conftest import HYPERNET_SMALL as SMALL
 from tokenswap import api
 from tokenswap.errors import TokenswapError
 from tokenswap.hypernet.model import Hypernet, SourceEmbeddings
-from tokenswap.init import InitContext, get_method
+from tokenswap.init import InitContext, get_method, resolve_options
+from tokenswap.init.hypernet import ExactMode, HypernetOptions
 from tokenswap.io.models import ModelBundle, load_model
 from tokenswap.vocab.pair import Provenance
 
@@ -25,7 +26,7 @@ def test_registered_with_requirement():
 @pytest.mark.parametrize("mode", ["align", "predict", "copy"])
 def test_untrained_equals_mean_specials_copied_provenance(pair, source_matrix, mode):
     hn = Hypernet.for_source(SourceEmbeddings(source_matrix), **SMALL)
-    ctx = InitContext(hypernet=hn, options={"hypernet_exact": mode})
+    ctx = InitContext(hypernet=hn, options=HypernetOptions(ExactMode(mode)))
     result = get_method("hypernet").fn(source_matrix, pair, ctx)
     mean = get_method("mean").fn(source_matrix, pair, InitContext())
     torch.testing.assert_close(result.matrix, mean.matrix, rtol=0, atol=1e-6)
@@ -50,10 +51,10 @@ def _trained(source_matrix, offset: torch.Tensor) -> Hypernet:
 def test_exact_tokens_aligned_copied_or_predicted(pair, source_matrix, mode):
     offset = torch.full((source_matrix.shape[1],), 3.0)
     hn = _trained(source_matrix, offset)
-    ctx = InitContext(hypernet=hn, options={"hypernet_exact": mode})
+    ctx = InitContext(hypernet=hn, options=HypernetOptions(ExactMode(mode)))
     result = get_method("hypernet").fn(source_matrix, pair, ctx)
     raw = get_method("hypernet").fn(source_matrix, pair, InitContext(
-        hypernet=hn, options={"hypernet_exact": "predict"})).matrix
+        hypernet=hn, options=HypernetOptions(ExactMode.PREDICT))).matrix
     exact = pair.ids_with(Provenance.EXACT)
     rows = source_matrix[[pair.pieces[i][0] for i in exact]]
     gap = (result.matrix[exact] - rows).abs().max()
@@ -71,11 +72,9 @@ def test_exact_tokens_aligned_copied_or_predicted(pair, source_matrix, mode):
         assert shift.abs().max() == 0
 
 
-def test_exact_mode_checked(pair, source_matrix):
-    hn = Hypernet.for_source(SourceEmbeddings(source_matrix), **SMALL)
-    ctx = InitContext(hypernet=hn, options={"hypernet_exact": "yes"})
+def test_exact_mode_checked():
     with pytest.raises(TokenswapError, match="hypernet_exact must be one of align, predict, copy"):
-        get_method("hypernet").fn(source_matrix, pair, ctx)
+        resolve_options(get_method("hypernet"), {"hypernet_exact": "yes"})
 
 
 def test_predicts_once_per_pair_and_serves_every_matrix(pair, monkeypatch):
@@ -89,11 +88,11 @@ def test_predicts_once_per_pair_and_serves_every_matrix(pair, monkeypatch):
     calls = []
     real = hn.predict
     monkeypatch.setattr(hn, "predict", lambda *a, **k: calls.append(1) or real(*a, **k))
-    options: dict = {}
+    cache: dict = {}  # what api.transfer shares between the calls of one transfer
     got = {}
     for which, matrix in (("input", src["input"]), ("output", src["output"]),
                           ("bias", src["bias"].reshape(-1, 1))):
-        ctx = InitContext(matrix=which, hypernet=hn, sources=src, options=options)
+        ctx = InitContext(matrix=which, hypernet=hn, sources=src, cache=cache)
         got[which] = get_method("hypernet").fn(matrix, pair, ctx).matrix
     assert len(calls) == 1
     assert got["bias"].shape == (len(pair), 1)

@@ -3,6 +3,7 @@ fastText space, and the method on the tiny English -> German tokenizer pair."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -18,7 +19,7 @@ from tokenswap.errors import TokenswapError
 from tokenswap.init import InitContext, get_method
 from tokenswap.init.auxiliary import auxiliary_embeddings, auxiliary_space
 from tokenswap.init.common import piece_means
-from tokenswap.init.focus import focus_weights, sparsemax, topk_sparsemax
+from tokenswap.init.focus import FocusOptions, focus_weights, sparsemax, topk_sparsemax
 from tokenswap.vocab.pair import Provenance
 
 
@@ -101,7 +102,7 @@ def test_topk_sparsemax_equals_full_sparsemax(k):
 
 def german_ctx(german_tokenizer, seed=0, **options) -> InitContext:
     return InitContext(seed=seed, corpus=list(GERMAN), target_tokenizer=german_tokenizer,
-                       options={"focus_dim": 16, "focus_epochs": 3, **options})
+                       options=FocusOptions(aux_dim=16, aux_epochs=3, **options))
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,7 @@ def test_auxiliary_space_shapes_and_cache(german_tokenizer):
     assert matrix.shape == (len(german_tokenizer), 8) and matrix.dtype == torch.float32
     assert known.dtype == torch.bool and int(known.sum()) >= 40
     assert torch.isfinite(matrix).all()
-    aux = auxiliary_space(ctx, dim=8, epochs=1)  # same key: served from ctx.options
+    aux = auxiliary_space(ctx, dim=8, epochs=1)  # same key: served from ctx.cache
     assert aux.matrix is matrix
     assert not (aux.known & aux.subword).any()
     defined = aux.defined
@@ -166,22 +167,22 @@ def test_focus_rows_finite_and_overlap_copied(focus_result, pair, source_matrix)
 
 def test_focus_mix_blends_the_fvt_row(focus_result, pair, source_matrix, german_tokenizer):
     pure, ctx = focus_result
-    options = {k: v for k, v in ctx.options.items() if k != "focus_mix"}  # shares the weights
     blended = get_method("focus").fn(source_matrix, pair, InitContext(
-        seed=0, corpus=ctx.corpus, target_tokenizer=german_tokenizer, options=options))
-    assert "_focus_weights" in options and len(options["_focus_weights"]) == 1  # cache reused
+        seed=0, corpus=ctx.corpus, target_tokenizer=german_tokenizer,
+        options=dataclasses.replace(ctx.options, focus_mix=0.5), cache=ctx.cache))
+    assert len(ctx.cache["focus_weights"]) == 1  # the mix does not change the weights: reused
     means, _ = piece_means(source_matrix, pair)
-    (weights,) = ctx.options["_focus_weights"].values()
+    (weights,) = ctx.cache["focus_weights"].values()
     new = weights.new_ids
     torch.testing.assert_close(blended.matrix[new], 0.5 * pure.matrix[new] + 0.5 * means[new])
-    with pytest.raises(TokenswapError, match="focus_mix"):
-        get_method("focus").fn(source_matrix, pair, german_ctx(german_tokenizer, focus_mix=1.5))
+    with pytest.raises(TokenswapError, match="focus_mix must be between 0 and 1"):
+        german_ctx(german_tokenizer, focus_mix=1.5)
 
 
 def test_focus_new_rows_are_convex_combinations_of_overlap(focus_result, pair, source_matrix,
                                                           german_tokenizer):
     result, ctx = focus_result
-    (weights,) = ctx.options["_focus_weights"].values()
+    (weights,) = ctx.cache["focus_weights"].values()
     new_ids = weights.new_ids
     assert len(new_ids) >= 0.5 * len(pair.ids_with(Provenance.COMPOSED))
     assert (result.provenance[new_ids] == Provenance.COMPOSED).all()
@@ -203,7 +204,7 @@ def test_focus_new_rows_are_convex_combinations_of_overlap(focus_result, pair, s
 
 def test_focus_falls_back_to_mean_without_auxiliary_vector(focus_result, pair, source_matrix):
     result, ctx = focus_result
-    (weights,) = ctx.options["_focus_weights"].values()
+    (weights,) = ctx.cache["focus_weights"].values()
     rest = np.setdiff1d(pair.ids_with(Provenance.COMPOSED), weights.new_ids)
     for tid in rest:
         torch.testing.assert_close(result.matrix[tid], source_matrix[list(pair.pieces[tid])].mean(0))

@@ -11,9 +11,11 @@ from conftest import GERMAN, tiny_llama
 
 import tokenswap
 from tokenswap.errors import TokenswapError
-from tokenswap.init import InitContext, convex, get_method, multivariate, omp  # noqa: F401
+from tokenswap.init import InitContext, get_method, resolve_options
 from tokenswap.init.common import fit_normal, piece_means
-from tokenswap.init.omp import batched_omp
+from tokenswap.init.convex import ConvexOptions
+from tokenswap.init.multivariate import MultivariateOptions
+from tokenswap.init.omp import OmpNorm, OmpOptions, batched_omp
 from tokenswap.vocab.pair import Provenance
 
 
@@ -97,7 +99,7 @@ def test_omp_with_donor_reconstructs_in_source_space(pair, source_matrix):
         mix[row, torch.randperm(len(exact), generator=g)[:3]] = torch.rand(3, generator=g,
                                                                            dtype=torch.float64)
     donor[torch.as_tensor(composed)] = mix @ donor[torch.as_tensor(exact)]
-    ctx = InitContext(donor=donor.float(), options={"k": 16})
+    ctx = InitContext(donor=donor.float(), options=OmpOptions(omp_k=16))
     result = get_method("omp").fn(source_matrix, pair, ctx)
     expected = (mix @ truth_src[shared_src]).float()
     torch.testing.assert_close(result.matrix[torch.as_tensor(composed)], expected,
@@ -132,6 +134,17 @@ def test_omp_without_donor_or_corpus_is_a_clear_error(pair, source_matrix):
         get_method("omp").fn(source_matrix, pair, InitContext())
 
 
+def test_omp_without_donor_trains_the_fasttext_space_its_options_ask_for(pair, source_matrix,
+                                                                        german_tokenizer):
+    pytest.importorskip("gensim")
+    ctx = InitContext(corpus=list(GERMAN), target_tokenizer=german_tokenizer,
+                      options=OmpOptions(omp_k=4, aux_dim=8, aux_epochs=1))
+    result = get_method("omp").fn(source_matrix, pair, ctx)
+    (space,) = ctx.cache["auxiliary"].values()
+    assert space.matrix.shape == (len(german_tokenizer), 8)
+    assert torch.isfinite(result.matrix).all()
+
+
 def test_omp_positive_and_norm_options(pair, source_matrix):
     g = torch.Generator().manual_seed(8)
     donor = torch.randn(len(pair), 12, generator=g)
@@ -140,20 +153,19 @@ def test_omp_positive_and_norm_options(pair, source_matrix):
     overlap = source_matrix[[pair.pieces[t][0] for t in exact]]
 
     positive = get_method("omp").fn(source_matrix, pair, InitContext(
-        donor=donor, options={"k": 4, "omp_positive": True})).matrix
+        donor=donor, options=OmpOptions(omp_k=4, omp_positive=True))).matrix
     # non-negative weights summing to one: every row inside the bounding box of the shared rows
     assert (positive[composed] >= overlap.min(0).values - 1e-5).all()
     assert (positive[composed] <= overlap.max(0).values + 1e-5).all()
 
     scaled = get_method("omp").fn(source_matrix, pair, InitContext(
-        donor=donor, options={"k": 4, "omp_norm": "mean"})).matrix
+        donor=donor, options=OmpOptions(omp_k=4, omp_norm=OmpNorm.MEAN))).matrix
     means, has_pieces = piece_means(source_matrix, pair)
     rows = composed[has_pieces[composed]]
     torch.testing.assert_close(scaled[rows].norm(dim=1), means[rows].norm(dim=1))
 
-    with pytest.raises(TokenswapError, match="omp_norm"):
-        get_method("omp").fn(source_matrix, pair, InitContext(
-            donor=donor, options={"omp_norm": "unit"}))
+    with pytest.raises(TokenswapError, match="omp_norm must be one of free, mean"):
+        resolve_options(get_method("omp"), {"omp_norm": "unit"})
 
 
 # ----------------------------------------------------------------------------- convex
@@ -162,7 +174,7 @@ def test_omp_positive_and_norm_options(pair, source_matrix):
 def test_convex_rows_lie_in_the_hull_of_their_support(pair, source_matrix):
     ctx = InitContext(seed=2)
     result = get_method("convex").fn(source_matrix, pair, ctx)
-    w = ctx.options["_convex_weights"]
+    w = ctx.cache["convex_weights"]
     assert not w.trained
     assert (w.weights >= 0).all()
     torch.testing.assert_close(w.weights.sum(1), torch.ones(len(w.new_ids)))
@@ -187,17 +199,17 @@ def test_convex_is_seeded(pair, source_matrix):
 def test_convex_trains_under_no_grad(pair, source_matrix, german_tokenizer):
     # api.transfer is often called inside torch.no_grad() (inference code, benchmarks)
     ctx = InitContext(seed=0, corpus=GERMAN, target_tokenizer=german_tokenizer,
-                      options={"convex_steps": 5, "convex_batch": 256})
+                      options=ConvexOptions(convex_steps=5, convex_batch=256))
     with torch.no_grad():
         get_method("convex").fn(source_matrix, pair, ctx)
-    assert ctx.options["_convex_weights"].trained
+    assert ctx.cache["convex_weights"].trained
 
 
 def test_convex_trained_on_corpus_stays_convex(pair, source_matrix, german_tokenizer):
     ctx = InitContext(seed=0, corpus=GERMAN, target_tokenizer=german_tokenizer,
-                      options={"convex_steps": 20, "convex_batch": 256})
+                      options=ConvexOptions(convex_steps=20, convex_batch=256))
     result = get_method("convex").fn(source_matrix, pair, ctx)
-    w = ctx.options["_convex_weights"]
+    w = ctx.cache["convex_weights"]
     assert w.trained and np.isfinite(w.final_loss)
     assert (w.weights >= 0).all()
     torch.testing.assert_close(w.weights.sum(1), torch.ones(len(w.new_ids)))
@@ -211,7 +223,7 @@ def test_convex_trained_on_corpus_stays_convex(pair, source_matrix, german_token
 
 def test_multivariate_is_finite_seeded_and_centred_on_pieces(pair, source_matrix):
     fn = get_method("multivariate").fn
-    opts = {"multivariate_scale": 0.25}
+    opts = MultivariateOptions(multivariate_scale=0.25)
     a = fn(source_matrix, pair, InitContext(seed=1, options=opts)).matrix
     b = fn(source_matrix, pair, InitContext(seed=1, options=opts)).matrix
     c = fn(source_matrix, pair, InitContext(seed=2, options=opts)).matrix
@@ -257,7 +269,8 @@ def test_transfer_end_to_end(method, use_donor, use_corpus, tiny_model_dir, germ
                              donor_dir, tmp_path):
     if method == "omp" and use_corpus:
         pytest.importorskip("gensim")
-    options = {"convex_steps": 10, "convex_batch": 128, "k": 8}
+    options = {"omp": {"omp_k": 8}, "convex": {"convex_steps": 10, "convex_batch": 128},
+               "multivariate": {}}[method]
     corpus = tmp_path / "de.txt"
     corpus.write_text("\n\n".join(GERMAN * 3), encoding="utf-8")
     result = tokenswap.transfer(

@@ -10,7 +10,12 @@ from conftest import ENGLISH, GERMAN
 import tokenswap
 from tokenswap.errors import TokenswapError
 from tokenswap.init import InitContext, get_method, wechsel
-from tokenswap.init.wechsel import procrustes, train_word_vectors, word_sentences
+from tokenswap.init.wechsel import (
+    WechselOptions,
+    procrustes,
+    train_word_vectors,
+    word_sentences,
+)
 from tokenswap.vocab.pair import Provenance
 
 # Words that occur in both conftest corpora, as (German, English) pairs.
@@ -87,7 +92,7 @@ def few_pairs(monkeypatch):
 def ctx_for(german_tokenizer, source_tokenizer, **kw):
     base = dict(corpus=GERMAN, source_corpus=ENGLISH, dictionary=PAIRS,
                 target_tokenizer=german_tokenizer, source_tokenizer=source_tokenizer,
-                options={"wechsel_dim": 16})
+                options=WechselOptions(wechsel_dim=16))
     return InitContext(**{**base, **kw})
 
 
@@ -136,9 +141,8 @@ def test_wechsel_clear_errors(pair, source_matrix, german_tokenizer, source_toke
         fn(source_matrix, pair, ctx_for(german_tokenizer, source_tokenizer, source_corpus=None))
     with pytest.raises(TokenswapError, match="--dictionary"):
         fn(source_matrix, pair, ctx_for(german_tokenizer, source_tokenizer, dictionary=[]))
-    with pytest.raises(TokenswapError, match="wechsel_k"):
-        fn(source_matrix, pair, ctx_for(german_tokenizer, source_tokenizer,
-                                        options={"wechsel_k": 0}))
+    with pytest.raises(TokenswapError, match="wechsel_k must be at least 1"):
+        WechselOptions(wechsel_k=0)
 
 
 def test_transfer_names_every_missing_input(tiny_model_dir, german_tokenizer):

@@ -35,7 +35,7 @@ class Config:
                                                    "(wechsel).")
     dictionary: str | None = option(None, "Bilingual dictionary (wechsel): freedict:deu-eng, a "
                                           "dictd .dict.dz or word pairs.")
-    options: dict[str, str] = option(default_factory=dict, help=(
+    options: dict[str, Any] = option(default_factory=dict, help=(
         "Method option KEY=VALUE, e.g. -O focus_temperature=0.1 (repeatable; "
         "`tokenswap methods` lists each method's options)."), flag="--option", short="-O")
     extend: bool = option(False, "Keep the source vocabulary and append the target's new "
@@ -102,7 +102,7 @@ def run(cfg: Config) -> TransferResult:
     import numpy as np
 
     from tokenswap import __version__
-    from tokenswap.init import InitContext, get_method
+    from tokenswap.init import InitContext, get_method, resolve_options
     from tokenswap.init.common import assert_filled
     from tokenswap.init.registry import REQUIREMENTS
     from tokenswap.io.corpus import corpus_texts
@@ -116,6 +116,7 @@ def run(cfg: Config) -> TransferResult:
     if cfg.tokenizer is None:
         raise TokenswapError("transfer needs a target tokenizer (--tokenizer)")
     init = get_method(cfg.method)
+    init_options = resolve_options(init, cfg.options)  # bad options fail before any model loads
     if cfg.out is not None:
         check_output_dir(cfg.out, overwrite=cfg.overwrite)
     given = {"corpus": cfg.corpus, "donor": cfg.donor, "source_corpus": cfg.source_corpus,
@@ -150,11 +151,11 @@ def run(cfg: Config) -> TransferResult:
     hypernet_model = bind_hypernet(cfg.hypernet, bundle, allow_other_base=cfg.allow_other_base,
                                    device=cfg.device) if cfg.hypernet is not None else None
 
-    shared = dict(cfg.options or {})  # one dict per transfer: methods cache aux models in it
+    cache: dict = {}  # one per transfer: the input, output and bias calls share trained models
 
     def fill(matrix, which: str):
         ctx = InitContext(seed=cfg.seed, matrix=which, corpus=texts, device=cfg.device,
-                          options=shared, source_tokenizer=bundle.tokenizer,
+                          options=init_options, cache=cache, source_tokenizer=bundle.tokenizer,
                           target_tokenizer=target_tok, donor=donor_matrix,
                           source_corpus=source_texts,
                           dictionary=list(dictionary) if dictionary is not None else None,

@@ -17,11 +17,13 @@ from tokenswap.init.registry import (
     InitContext,
     Initialized,
     InitMethod,
+    NoOptions,
     get_method,
     list_methods,
     method_names,
     register,
+    resolve_options,
 )
 
-__all__ = ["InitContext", "InitMethod", "Initialized", "get_method", "list_methods",
-           "method_names", "register"]
+__all__ = ["InitContext", "InitMethod", "Initialized", "NoOptions", "get_method", "list_methods",
+           "method_names", "register", "resolve_options"]

@@ -18,6 +18,10 @@ Three kinds of rows come out (:class:`AuxiliaryEmbeddings`):
 - neither: an all-zero row (no trained n-gram at all, or a special token); callers must give
   those tokens their own fallback.
 
+Every method that trains this space (``focus``, and ``omp`` without a donor) takes its options,
+:class:`AuxiliaryOptions` (``aux_dim``, ``aux_epochs``, ``aux_min_count``): the method's options
+class inherits them, so one name means the same model for every method.
+
 Training is deterministic given ``ctx.seed``: gensim runs with one worker thread, because
 several workers interleave updates nondeterministically. Measured on a 2-core machine here with
 10 MB of German man pages (2.7 M target tokens, 32k vocabulary): tokenizing ~10 s, skip-gram
@@ -35,12 +39,33 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tokenswap.config import option
 from tokenswap.errors import TokenswapError
 from tokenswap.init.registry import InitContext
 
 MIN_KNOWN = 50  # fewer known tokens than this (or a tenth of V_t) and the space says nothing
-_CACHE_KEY = "_auxiliary"
+_CACHE_KEY = "auxiliary"
 _CHUNK = 1000  # tokens per fastText "sentence" (gensim silently truncates at 10,000)
+
+
+@dataclass(frozen=True)
+class AuxiliaryOptions:
+    """Options of the fastText space of target tokens; inherited by the options of every method
+    that trains it."""
+
+    aux_dim: int = option(100, "Dimension of the fastText vectors of the target tokens.",
+                          why="gensim's default vector size; not tuned")
+    aux_epochs: int = option(5, "fastText training epochs over the tokenized --corpus.",
+                             why="gensim's default; not tuned")
+    aux_min_count: int = option(
+        3, "Occurrences in the tokenized --corpus that give a target token its own vector; "
+           "rarer tokens get subword vectors.",
+        why="not tuned (gensim's default is 5)")
+
+    def __post_init__(self) -> None:
+        for name in ("aux_dim", "aux_epochs", "aux_min_count"):
+            if getattr(self, name) < 1:
+                raise TokenswapError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -73,8 +98,8 @@ def auxiliary_embeddings(ctx: InitContext, *, dim: int = 100, min_count: int = 3
     Returns ``(matrix (V_t, dim) float32, known (V_t,) bool)`` where ``known`` marks tokens seen
     at least ``min_count`` times. Rows of tokens that are not known hold fastText subword
     vectors where some of their character n-grams were trained, else zeros; see
-    :func:`auxiliary_space` for the full picture. Cached in ``ctx.options['_auxiliary']``, so
-    the input/output/bias passes of one transfer train once (when they share ``options``).
+    :func:`auxiliary_space` for the full picture. Cached in ``ctx.cache``, so the
+    input/output/bias passes of one transfer train once (they share the cache).
 
     Raises :class:`~tokenswap.errors.TokenswapError` when ``ctx.corpus`` is missing or empty, or
     too small for ``MIN_KNOWN`` tokens to be known.
@@ -94,8 +119,7 @@ def auxiliary_space(ctx: InitContext, *, dim: int = 100, min_count: int = 3, epo
                              "embeddings from: pass --corpus")
     key = (corpus_fingerprint(texts), id(ctx.target_tokenizer), dim, min_count, epochs, window,
            buckets, ctx.seed)
-    cache = ctx.options.setdefault(_CACHE_KEY, {})
-    assert isinstance(cache, dict)
+    cache = ctx.cache.setdefault(_CACHE_KEY, {})
     if key not in cache:
         cache[key] = _train(texts, ctx.target_tokenizer, dim=dim, min_count=min_count,
                             epochs=epochs, window=window, buckets=buckets, seed=ctx.seed)
@@ -161,7 +185,7 @@ def _train(texts: list[str], tokenizer, *, dim: int, min_count: int, epochs: int
     if n_known < need:
         raise TokenswapError(
             f"auxiliary corpus too small: only {n_known} of {n} target tokens occur "
-            f">= {min_count} times; pass more text with --corpus or lower min_count")
+            f">= {min_count} times; pass more text with --corpus or lower aux_min_count")
 
     # Enough buckets that the n-grams of the known tokens rarely collide, few enough to keep
     # the n-gram matrix small (the fastText default of 2M rows is 800 MB at dim 100).

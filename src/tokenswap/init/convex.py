@@ -32,8 +32,8 @@ What is implemented here, and how it differs:
 - The output bias (a (V, 1) matrix) gets the plain piece mean.
 
 Tokens without pieces get the mean of all source rows (the centre of the hull). The weights of
-the last call are kept in ``ctx.options['_convex_weights']`` (:class:`ConvexWeights`) so that
-callers and tests can check them: non-negative, summing to one.
+the last call are kept in ``ctx.cache['convex_weights']`` (:class:`ConvexWeights`) so that
+callers and tests can check them: non-negative, summing to one. Options: :class:`ConvexOptions`.
 """
 
 from __future__ import annotations
@@ -44,11 +44,50 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tokenswap.config import option
+from tokenswap.errors import TokenswapError
 from tokenswap.init.common import copy_single_piece, empty_target, piece_means
 from tokenswap.init.registry import InitContext, Initialized, register
 from tokenswap.vocab.pair import Provenance, TokenPair
 
-_WEIGHTS_KEY = "_convex_weights"
+_WEIGHTS_KEY = "convex_weights"
+_REFERENCE = "as the paper's reference code (cw2v_llama.py)"
+_UNTUNED = "not tuned: no results file compares other values"
+
+
+@dataclass(frozen=True)
+class ConvexOptions:
+    """Options of ``convex``; all but ``convex_neighbors`` matter only with a corpus."""
+
+    convex_neighbors: int = option(
+        8, "Nearest source tokens (cosine to the piece mean) added to each token's pieces as "
+           "candidates of its mix.", why=f"{_UNTUNED} (the paper mixes all source tokens)")
+    convex_neighbor_mass: float = option(
+        0.05, "Starting weight of a neighbour relative to a piece (its logit starts at log of "
+              "this), so training starts near the mean of the pieces.", why=_UNTUNED)
+    convex_steps: int = option(300, "Adam steps of skip-gram training.", why=_UNTUNED)
+    convex_batch: int = option(4096, "(centre, context) pairs per step.", why=_UNTUNED)
+    convex_lr: float = option(0.05, "Adam learning rate of the mixing logits.", why=_UNTUNED)
+    convex_negatives: int = option(5, "Negative samples per pair, drawn from unigram^0.75.",
+                                   why=_REFERENCE)
+    convex_window: int = option(5, "Context window, in target tokens, on each side.",
+                                why=_REFERENCE)
+    convex_pairs: int = option(
+        4_000_000, "At most this many training pairs are kept (a random sample).",
+        why="bounds memory")
+
+    def __post_init__(self) -> None:
+        if self.convex_neighbors < 0:
+            raise TokenswapError(f"convex_neighbors must be at least 0, got {self.convex_neighbors}")
+        if not self.convex_neighbor_mass > 0:
+            raise TokenswapError(f"convex_neighbor_mass must be above 0, got "
+                                 f"{self.convex_neighbor_mass}")
+        for name in ("convex_steps", "convex_batch", "convex_negatives", "convex_window",
+                     "convex_pairs"):
+            if getattr(self, name) < 1:
+                raise TokenswapError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.convex_lr > 0:
+            raise TokenswapError(f"convex_lr must be above 0, got {self.convex_lr}")
 
 
 @dataclass
@@ -140,15 +179,13 @@ def _corpus_pairs(ctx: InitContext, is_new: torch.Tensor, window: int,
 
 @torch.enable_grad()  # callers often run under no_grad (inference, benchmarks)
 def _train(source: torch.Tensor, fixed: torch.Tensor, new_ids: np.ndarray, support: torch.Tensor,
-           logits: torch.Tensor, pairs: torch.Tensor, ctx: InitContext,
+           logits: torch.Tensor, pairs: torch.Tensor, opts: ConvexOptions,
            generator: torch.Generator) -> tuple[torch.Tensor, float]:
     """SGNS on ``pairs`` over the new tokens' logits; returns (logits, last loss)."""
     device = source.device
     n = fixed.shape[0]
-    steps = int(ctx.options.get("convex_steps", 300))
-    batch = int(ctx.options.get("convex_batch", 4096))
-    negatives = int(ctx.options.get("convex_negatives", 5))
-    lr = float(ctx.options.get("convex_lr", 0.05))
+    steps, batch, negatives = opts.convex_steps, opts.convex_batch, opts.convex_negatives
+    lr = opts.convex_lr
     counts = torch.bincount(pairs[:, 0], minlength=n).double()
     noise = (counts ** 0.75).clamp(min=0)
     noise = noise / noise.sum()
@@ -191,8 +228,10 @@ def _train(source: torch.Tensor, fixed: torch.Tensor, new_ids: np.ndarray, suppo
           "Approaches for Language Models' (CoNLL 2024)",
     url="https://arxiv.org/abs/2407.05841",
     accepts=("corpus",),
+    options=ConvexOptions,
 )
 def convex_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Initialized:
+    opts = ctx.options_as(ConvexOptions)
     device = source.device if ctx.device is None else torch.device(ctx.device)
     source = source.to(device)
     generator = ctx.generator()
@@ -206,17 +245,14 @@ def convex_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Init
     if ctx.matrix == "bias" or len(new_ids) == 0:
         return Initialized(target, provenance)
 
-    neighbors = int(ctx.options.get("convex_neighbors", 8))
-    support, is_piece, valid = build_support(source, pair, new_ids, neighbors)
+    support, is_piece, valid = build_support(source, pair, new_ids, opts.convex_neighbors)
     is_new = torch.zeros(len(pair), dtype=torch.bool)
     is_new[torch.as_tensor(new_ids)] = True
-    pairs = _corpus_pairs(ctx, is_new, int(ctx.options.get("convex_window", 5)),
-                          int(ctx.options.get("convex_pairs", 4_000_000)), generator)
+    pairs = _corpus_pairs(ctx, is_new, opts.convex_window, opts.convex_pairs, generator)
     if len(pairs):
-        mass = float(ctx.options.get("convex_neighbor_mass", 0.05))
-        logits = torch.where(is_piece, 0.0, float(np.log(mass))).to(device)
+        logits = torch.where(is_piece, 0.0, float(np.log(opts.convex_neighbor_mass))).to(device)
         logits = logits.masked_fill(~valid, float("-inf"))
-        logits, loss = _train(source, target, new_ids, support, logits, pairs, ctx, generator)
+        logits, loss = _train(source, target, new_ids, support, logits, pairs, opts, generator)
         weights = torch.softmax(logits, dim=1)
         result = ConvexWeights(new_ids, support, weights, trained=True, final_loss=loss)
     else:
@@ -228,5 +264,5 @@ def convex_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Init
         sl = slice(start, start + step)
         target[ids[sl]] = torch.einsum("bs,bsh->bh", result.weights[sl],
                                        source.float()[result.support[sl]])
-    ctx.options[_WEIGHTS_KEY] = result
+    ctx.cache[_WEIGHTS_KEY] = result
     return Initialized(target, provenance)

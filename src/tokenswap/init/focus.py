@@ -18,10 +18,8 @@ auxiliary vector at all - no trained n-gram, or a special token without a source
 back to the ``mean`` (FVT) initialisation: the mean of its source pieces (``COMPOSED``), or
 the mean of all source rows when it has no pieces (``FALLBACK``). Every row is finite.
 
-Options (``ctx.options``, all optional): ``focus_temperature`` (float, default 0.03),
-``focus_mix`` (float in [0, 1], default 0.5: the share of the ``mean`` (FVT) row blended into
-each composed row), ``focus_dim`` / ``focus_epochs`` / ``focus_min_count`` (the fastText model,
-defaults 100 / 5 / 3).
+Options: :class:`FocusOptions` (``focus_temperature``, ``focus_mix`` and the fastText model's
+``aux_*``, :class:`~tokenswap.init.auxiliary.AuxiliaryOptions`).
 
 Deviations from the paper, and how the defaults were chosen: the paper applies sparsemax to raw
 cosine similarities (temperature 1) and uses the FOCUS row as is (mix 0). With SmolLM2-135M and
@@ -34,8 +32,8 @@ and Python code; T=0.03, mix=0.5 had the lowest mean ratio to ``mean`` (0.954: d
 0.940, code 0.931), tied with T=0.03, mix=0.25 (0.954: de 0.969, ru 0.933, code 0.959) and
 ahead of the paper's T=1, mix=0 (1.100). Results in ``benchmarks/results/choose_options.md``.
 
-The sparsemax weights depend only on the token pair and the corpus, so they are cached in
-``ctx.options['_focus_weights']`` and reused for the output matrix and bias of an untied model.
+The sparsemax weights depend only on the token pair, the corpus and the options, so they are
+cached in ``ctx.cache`` and reused for the output matrix and bias of an untied model.
 """
 
 from __future__ import annotations
@@ -45,13 +43,34 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tokenswap.config import option
 from tokenswap.errors import TokenswapError
-from tokenswap.init.auxiliary import auxiliary_space
+from tokenswap.init.auxiliary import AuxiliaryOptions, auxiliary_space
 from tokenswap.init.common import copy_single_piece, empty_target, mix_with_mean, piece_means
 from tokenswap.init.registry import InitContext, Initialized, register
 from tokenswap.vocab.pair import Provenance, TokenPair
 
-_WEIGHTS_KEY = "_focus_weights"
+_WEIGHTS_KEY = "focus_weights"
+_CHOSEN = "grid on validation splits, benchmarks/results/choose_options.md"
+
+
+@dataclass(frozen=True)
+class FocusOptions(AuxiliaryOptions):
+    """Options of ``focus``; the fastText space's ``aux_*`` options are inherited."""
+
+    focus_temperature: float = option(
+        0.03, "Similarities are divided by it before sparsemax; lower mixes fewer anchors.",
+        why=f"{_CHOSEN} (the paper uses 1)")
+    focus_mix: float = option(
+        0.5, "Share of the mean (FVT) row blended into each FOCUS row, from 0 to 1.",
+        why=f"{_CHOSEN}: tied with 0.25 (the paper uses 0)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.focus_temperature > 0:
+            raise TokenswapError(f"focus_temperature must be above 0, got {self.focus_temperature}")
+        if not 0.0 <= self.focus_mix <= 1.0:
+            raise TokenswapError(f"focus_mix must be between 0 and 1, got {self.focus_mix}")
 
 
 def sparsemax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -135,28 +154,12 @@ def _cat(parts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
     return torch.cat(parts) if parts else torch.empty(0, dtype=dtype)
 
 
-def _options(ctx: InitContext) -> dict[str, float]:
-    o = ctx.options
-    return {"dim": int(o.get("focus_dim", 100)), "epochs": int(o.get("focus_epochs", 5)),
-            "min_count": int(o.get("focus_min_count", 3)),
-            "temperature": float(o.get("focus_temperature", 0.03))}
-
-
-def _mix(ctx: InitContext) -> float:
-    mix = float(ctx.options.get("focus_mix", 0.5))
-    if not 0.0 <= mix <= 1.0:
-        raise TokenswapError(f"focus_mix must be between 0 and 1, got {mix}")
-    return mix
-
-
-def _weights(pair: TokenPair, ctx: InitContext) -> FocusWeights:
-    opts = _options(ctx)
-    key = (id(pair), *opts.values())
-    cache = ctx.options.setdefault(_WEIGHTS_KEY, {})
-    assert isinstance(cache, dict)
+def _weights(pair: TokenPair, ctx: InitContext, opts: FocusOptions) -> FocusWeights:
+    key = (id(pair), opts.aux_dim, opts.aux_epochs, opts.aux_min_count, opts.focus_temperature)
+    cache = ctx.cache.setdefault(_WEIGHTS_KEY, {})
     if key not in cache:
-        aux = auxiliary_space(ctx, dim=opts["dim"], min_count=opts["min_count"],
-                              epochs=opts["epochs"])
+        aux = auxiliary_space(ctx, dim=opts.aux_dim, min_count=opts.aux_min_count,
+                              epochs=opts.aux_epochs)
         n = len(pair)
         if aux.matrix.shape[0] < n:  # a tokenizer whose len() is below the pair's vocabulary
             pad = torch.zeros(n - aux.matrix.shape[0], aux.matrix.shape[1])
@@ -172,7 +175,7 @@ def _weights(pair: TokenPair, ctx: InitContext) -> FocusWeights:
         if len(anchor_ids) == 0:
             new_ids = new_ids[:0]
         cache[key] = focus_weights(pair, aux_matrix, anchor_ids, new_ids,
-                                   temperature=opts["temperature"])
+                                   temperature=opts.focus_temperature)
     return cache[key]
 
 
@@ -184,9 +187,11 @@ def _weights(pair: TokenPair, ctx: InitContext) -> FocusWeights:
     paper="Dobler & de Melo, 'FOCUS: Effective Embedding Initialization for Monolingual "
           "Specialization of Multilingual Models' (EMNLP 2023)",
     url="https://arxiv.org/abs/2305.14481",
+    options=FocusOptions,
 )
 def focus_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Initialized:
-    weights = _weights(pair, ctx)
+    opts = ctx.options_as(FocusOptions)
+    weights = _weights(pair, ctx, opts)
     target = empty_target(source, pair)
     provenance = pair.provenance.copy()
 
@@ -205,6 +210,6 @@ def focus_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Initi
             w = weights.weights[i:i + step].to(device)[:, None]
             target.index_add_(0, weights.rows[i:i + step].to(device), source[anchors].float() * w)
         provenance[weights.new_ids] = Provenance.COMPOSED
-        mix_with_mean(target, means, has_pieces, weights.new_ids, _mix(ctx))
+        mix_with_mean(target, means, has_pieces, weights.new_ids, opts.focus_mix)
     copy_single_piece(target, source, pair)
     return Initialized(target, provenance)

@@ -4,30 +4,28 @@ Minixhofer, Ponti & Vulić, "Zero-Shot Tokenizer Transfer" (NeurIPS 2024, arXiv 
 The hypernet (:mod:`tokenswap.hypernet.model`, trained with ``tokenswap hypernet train``)
 reads each target token's decomposition into source tokens and predicts its input embedding,
 and for untied models its output embedding and output bias, all in one pass. The predictions
-for a pair are made once and cached in ``ctx.options['_hypernet']``; each call returns the
-matrix ``ctx.matrix`` asks for.
+for a pair are made once and cached in ``ctx.cache``; each call returns the matrix
+``ctx.matrix`` asks for.
 
 Special tokens matched to a source special token are copied (``SPECIAL``); tokens with no
 source pieces keep ``FALLBACK`` (the hypernet predicts them from its learned "empty" input on
 top of the mean of all source rows).
 
-Tokens the source vocabulary also has (``EXACT``) are handled by the option ``hypernet_exact``:
+Tokens the source vocabulary also has (``EXACT``) are handled by the option ``hypernet_exact``
+(:class:`HypernetOptions`):
 
-- ``"align"`` (default): the hypernet's rows carry a common offset - on SmolLM2 the mean of
-  (predicted - source) over the shared tokens is about a sixth of a row's norm, the same on
-  every target, so it is learned, not noise. It is measured on the shared tokens, subtracted
-  from every predicted row, and the shared tokens get their source rows (``EXACT``);
+- ``"align"`` (default): a trained hypernet's rows can carry a common offset, the same for every
+  row. It is measured as the mean of (predicted - source row) over the shared tokens and
+  subtracted from every predicted row; the shared tokens then get their source rows (``EXACT``).
+  Copying alone would put new rows predicted in a shifted frame next to unshifted shared rows;
+  removing the offset first keeps the two consistent;
 - ``"predict"``: every row as predicted (the paper); shared tokens are ``COMPOSED``;
 - ``"copy"``: shared tokens get their source rows, the others stay as predicted.
 
-Measured with the step-200 hypernet of ``benchmarks/hypernet.py`` (sampled 4k-8k vocabularies,
-constant learning rate) on SmolLM2, bits/byte on held-out text, predict / copy / align (FVT,
-FOCUS): German 32k BPE 2.268 / 2.486 / 2.208 (2.327, 2.280), Russian 32k BPE 1.725 / 1.895 /
-1.670 (1.848, 1.782), code 32k BPE 1.146 / 1.102 / 0.992 (1.037, 0.973), Gemma 3 on German
-2.839 / - / 2.612 (2.951, 2.715). Copying alone mixes frames (new rows predicted next to
-*shifted* shared rows); removing the offset first makes the copies consistent with the
-predictions and keeps the shared tokens exact, which matters most on code, where 90% of the
-held-out tokens are shared.
+``benchmarks/results/hypernet.md`` was measured with ``align`` and
+``benchmarks/results/hypernet-batch.md`` with ``predict``, but by hypernets trained differently
+(learning-rate schedule, sampled texts), so neither compares the modes; no results file has
+``copy``. Run ``benchmarks/hypernet.py --exact MODE`` on one hypernet to compare them.
 
 Needs ``ctx.hypernet`` (a loaded :class:`~tokenswap.hypernet.model.Hypernet`, checked against
 the model by :func:`~tokenswap.hypernet.model.load_hypernet`) and, for untied models or models
@@ -37,15 +35,37 @@ the ``mean`` rows.
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
+
 import torch
 
+from tokenswap.config import option
 from tokenswap.errors import TokenswapError
 from tokenswap.init.common import copy_single_piece
 from tokenswap.init.registry import InitContext, Initialized, register
 from tokenswap.vocab.pair import Provenance, TokenPair
 
-_CACHE_KEY = "_hypernet"
-EXACT_MODES = ("align", "predict", "copy")
+_CACHE_KEY = "hypernet"
+
+
+class ExactMode(str, enum.Enum):
+    """What the hypernet method does with the target tokens the source also has."""
+
+    ALIGN = "align"  # remove the common offset, then copy the shared rows
+    PREDICT = "predict"  # keep every predicted row (the paper)
+    COPY = "copy"  # copy the shared rows, keep the others as predicted
+
+
+@dataclass(frozen=True)
+class HypernetOptions:
+    """Options of ``hypernet``."""
+
+    hypernet_exact: ExactMode = option(
+        ExactMode.ALIGN, "Tokens the source also has: align (remove the predictions' common "
+                         "offset, copy their source rows), predict (keep predicted) or copy.",
+        why="keeps shared tokens exact and new rows in their frame; no results file compares "
+            "the modes on one hypernet (see src/tokenswap/init/hypernet.py)")
 
 
 def _sources(source: torch.Tensor, ctx: InitContext):
@@ -68,12 +88,13 @@ def _sources(source: torch.Tensor, ctx: InitContext):
             "tokenizer-transfer hypernet; special tokens copied",
     paper="Minixhofer, Ponti & Vulić, 'Zero-Shot Tokenizer Transfer' (NeurIPS 2024)",
     url="https://arxiv.org/abs/2405.07883",
+    options=HypernetOptions,
 )
 def hypernet_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Initialized:
+    mode = ctx.options_as(HypernetOptions).hypernet_exact
     if ctx.hypernet is None:
         raise TokenswapError("the hypernet method needs a trained hypernet (--hypernet)")
-    cache = ctx.options.setdefault(_CACHE_KEY, {})
-    assert isinstance(cache, dict)
+    cache = ctx.cache.setdefault(_CACHE_KEY, {})
     if id(pair) not in cache:
         pred, stats = ctx.hypernet.predict(pair, _sources(source, ctx))
         cache[id(pair)] = (pred, stats)
@@ -85,17 +106,13 @@ def hypernet_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> In
     if matrix.shape[1] != source.shape[1]:
         raise TokenswapError(f"hypernet {ctx.matrix} rows have width {matrix.shape[1]}, the "
                              f"model's have {source.shape[1]}")
-    mode = str(ctx.options.get("hypernet_exact", "align"))
-    if mode not in EXACT_MODES:
-        raise TokenswapError(f"hypernet_exact must be one of {', '.join(EXACT_MODES)}, "
-                             f"got {mode!r}")
     target = matrix.to(source.device, torch.float32).clone()
     provenance = pair.provenance.copy()
-    if mode == "predict":
+    if mode is ExactMode.PREDICT:
         provenance[provenance == Provenance.EXACT] = Provenance.COMPOSED
         copy_single_piece(target, source, pair, kinds=(Provenance.SPECIAL,))
         return Initialized(target, provenance)
-    if mode == "align":
+    if mode is ExactMode.ALIGN:
         target -= common_offset(target, source, pair)
     copy_single_piece(target, source, pair, kinds=(Provenance.SPECIAL, Provenance.EXACT))
     return Initialized(target, provenance)

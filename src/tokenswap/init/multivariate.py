@@ -14,19 +14,38 @@ scaled covariance:
 
 Tokens without pieces are drawn around ``mu``. Special and exact tokens are copied. With the
 default scale the rows are FVT plus a small, seeded, covariance-shaped perturbation that breaks
-ties between tokens with the same pieces; ``ctx.options['multivariate_scale']`` widens it
-(``1.0`` draws with the full source covariance around the piece mean).
+ties between tokens with the same pieces; the option ``multivariate_scale``
+(:class:`MultivariateOptions`) widens it (``1.0`` draws with the full source covariance around
+the piece mean).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from tokenswap.config import option
+from tokenswap.errors import TokenswapError
 from tokenswap.init.common import copy_single_piece, empty_target, fit_normal, piece_means
 from tokenswap.init.registry import InitContext, Initialized, register
 from tokenswap.vocab.pair import TokenPair
 
 DEFAULT_SCALE = 1e-5  # Hewitt (2021)
+
+
+@dataclass(frozen=True)
+class MultivariateOptions:
+    """Options of ``multivariate``."""
+
+    multivariate_scale: float = option(
+        DEFAULT_SCALE, "Covariance of the draws as a multiple of the source rows' covariance.",
+        why="Hewitt (2021)'s 1e-5; not tuned here")
+
+    def __post_init__(self) -> None:
+        if self.multivariate_scale < 0:
+            raise TokenswapError(f"multivariate_scale must be at least 0, got "
+                                 f"{self.multivariate_scale}")
 
 
 @register(
@@ -36,11 +55,12 @@ DEFAULT_SCALE = 1e-5  # Hewitt (2021)
     paper="Hewitt, 'Initializing New Word Embeddings for Pretrained Language Models' (2021); "
           "Mundra et al. (CoNLL 2024)",
     url="https://nlp.stanford.edu/~johnhew/vocab-expansion.html",
+    options=MultivariateOptions,
 )
 def multivariate_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Initialized:
     device = source.device if ctx.device is None else torch.device(ctx.device)
     source = source.to(device)
-    scale = float(ctx.options.get("multivariate_scale", DEFAULT_SCALE))
+    scale = ctx.options_as(MultivariateOptions).multivariate_scale
     target = empty_target(source, pair)
     means, has_pieces = piece_means(source, pair)
     mu, factor = fit_normal(source)  # (H,), (H, H) lower Cholesky factor of Sigma

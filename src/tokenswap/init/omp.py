@@ -32,39 +32,87 @@ source matrix. Standard OMP costs ``k`` full correlation products per target, ``
   Gram matrix), so step ``j`` costs ``O(j M)`` per target for ``M`` candidates, and the
   coefficients come from one triangular solve at the end. This loop runs in float64.
 
-Options (``ctx.options``): ``k`` (atoms per token, default 64), ``omp_candidates`` (default
-1024), ``omp_batch`` (targets per batch; default from a ~256 MB working-set budget),
-``omp_mix`` (share of the FVT row blended into each composed row, default 0), ``omp_positive``
-(drop negative coefficients and renormalise the rest to sum 1, default off) and ``omp_norm``
-(``"free"``, default, or ``"mean"``: rescale each composed row to the norm of its FVT row). The
-weights depend only on the pair and the donor space, so they are cached in
-``ctx.options['_omp_weights']`` and reused by the output matrix and bias when ``options`` is
-shared.
+Options: :class:`OmpOptions` (``omp_k``, ``omp_candidates``, ``omp_batch``, ``omp_mix``,
+``omp_positive``, ``omp_norm``, and the ``aux_*`` options of the fastText space used without a
+donor, :class:`~tokenswap.init.auxiliary.AuxiliaryOptions`). The codes depend only on the pair,
+the donor space and the options, so they are cached in ``ctx.cache`` and reused by the output
+matrix and bias.
 
 Donor space matters. With a real donor (an LM's embeddings) OMP is the method of the paper. With
 only a corpus, the fastText space is orthographic (n-gram based), and the unconstrained
 coefficients found there do not carry over to the source model: on the validation splits of
-``benchmarks/choose_options.py`` (SmolLM2-135M, 32k BPEs) plain OMP scored 4.6x to 17x the
-bits/byte of ``mean`` (German k=4: 15.1 vs 2.08); ``omp_mix=0.5`` brings it to 1.6x-7.7x,
-``omp_norm="mean"`` to 1.9x-2.3x (1.23x with ``omp_mix=0.5``), ``omp_positive`` with k=8
-to 1.17x on German. None of these beats ``mean``: with a corpus and no donor, use ``focus``.
+``benchmarks/choose_options.py`` (SmolLM2-135M, 32k BPEs; ``benchmarks/results/choose_options.md``)
+plain OMP scored several times the bits/byte of ``mean`` for every k tried (``omp_k``), and
+``omp_mix=0.5`` narrowed the gap without closing it; at the defaults and with no donor,
+``benchmarks/results/peers.md`` has the same picture on held-out text. With a corpus and no
+donor, use ``focus``.
 """
 
 from __future__ import annotations
 
+import enum
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from tokenswap.config import option
 from tokenswap.errors import TokenswapError
+from tokenswap.init.auxiliary import AuxiliaryOptions, auxiliary_embeddings
 from tokenswap.init.common import copy_single_piece, empty_target, mix_with_mean, piece_means
 from tokenswap.init.registry import InitContext, Initialized, register
 from tokenswap.vocab.pair import Provenance, TokenPair
 
-_WEIGHTS_KEY = "_omp_weights"
+_WEIGHTS_KEY = "omp_weights"
 _STOP = 1e-9  # relative correlation below which the residual is exhausted (exact fit)
+
+
+class OmpNorm(str, enum.Enum):
+    """The norm of a composed row."""
+
+    FREE = "free"  # as composed
+    MEAN = "mean"  # rescaled to the norm of the token's mean (FVT) row
+
+
+@dataclass(frozen=True)
+class OmpOptions(AuxiliaryOptions):
+    """Options of ``omp``; the ``aux_*`` options of the fastText space (no donor) are inherited."""
+
+    omp_k: int = option(64, "Shared tokens (atoms) combined into each new token.",
+                        why="mergekit-tokensurgeon's default (-k 64, see "
+                            "benchmarks/peers/mergekit_tokensurgeon.py), meant for a donor; no k "
+                            "beat mean without one (benchmarks/results/choose_options.md)")
+    omp_candidates: int | None = option(
+        1024, "Atoms of largest first correlation each token's pursuit may pick from; none: "
+              "all (exact OMP, slower).",
+        why="a speed/accuracy trade-off, not measured in a results file")
+    omp_batch: int | None = option(
+        None, "Target tokens per batch of the pursuit; none: from a ~256 MB working-set budget.",
+        why="bounds memory only")
+    omp_mix: float = option(
+        0.0, "Share of the mean (FVT) row blended into each composed row, from 0 to 1.",
+        why="0 is the paper's row; without a donor 0.5 was less bad but still behind mean "
+            "(benchmarks/results/choose_options.md)")
+    omp_positive: bool = option(
+        False, "Drop negative coefficients and rescale the rest to sum to 1 (a convex mix).",
+        why="off: the paper's unconstrained coefficients; no results file measures it switched on")
+    omp_norm: OmpNorm = option(
+        OmpNorm.FREE, "free: composed rows as they come; mean: each rescaled to the norm of its "
+                      "FVT row.",
+        why="free: the paper's rows; no results file measures omp_norm=mean")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.omp_k < 1:
+            raise TokenswapError(f"omp_k must be at least 1, got {self.omp_k}")
+        if self.omp_candidates is not None and self.omp_candidates < 1:
+            raise TokenswapError(f"omp_candidates must be at least 1 or none, got "
+                                 f"{self.omp_candidates}")
+        if self.omp_batch is not None and self.omp_batch < 1:
+            raise TokenswapError(f"omp_batch must be at least 1 or none, got {self.omp_batch}")
+        if not 0.0 <= self.omp_mix <= 1.0:
+            raise TokenswapError(f"omp_mix must be between 0 and 1, got {self.omp_mix}")
 
 
 def batched_omp(targets: torch.Tensor, atoms: torch.Tensor, k: int, *,
@@ -173,7 +221,8 @@ class OmpWeights:
     seconds: float = 0.0
 
 
-def _donor_space(pair: TokenPair, ctx: InitContext, device) -> tuple[torch.Tensor, torch.Tensor, str]:
+def _donor_space(pair: TokenPair, ctx: InitContext, opts: OmpOptions,
+                 device) -> tuple[torch.Tensor, torch.Tensor, str]:
     """``(vectors (V_t, d) float32, has_vector (V_t,) bool, name)`` on ``device``."""
     n = len(pair)
     if ctx.donor is not None:
@@ -187,9 +236,8 @@ def _donor_space(pair: TokenPair, ctx: InitContext, device) -> tuple[torch.Tenso
     if not ctx.corpus:
         raise TokenswapError("omp needs a donor model trained with the target tokenizer (--donor) "
                              "or target-language text to learn auxiliary embeddings (--corpus)")
-    from tokenswap.init.auxiliary import auxiliary_embeddings
-
-    matrix, known = auxiliary_embeddings(ctx)
+    matrix, known = auxiliary_embeddings(ctx, dim=opts.aux_dim, min_count=opts.aux_min_count,
+                                         epochs=opts.aux_epochs)
     matrix, known = matrix[:n].float(), known[:n].bool()
     if matrix.shape[0] < n:  # a tokenizer whose len() is below the pair's vocabulary
         pad = n - matrix.shape[0]
@@ -199,20 +247,15 @@ def _donor_space(pair: TokenPair, ctx: InitContext, device) -> tuple[torch.Tenso
 
 
 def omp_weights(pair: TokenPair, ctx: InitContext, device=None) -> OmpWeights:
-    """The OMP codes of every new target token (cached per pair and options in ``ctx``)."""
-    k = int(ctx.options.get("k", 64))
-    candidates = ctx.options.get("omp_candidates", 1024)
-    candidates = None if candidates is None else int(candidates)
-    batch = ctx.options.get("omp_batch")
-    key = (id(pair), id(ctx.donor), id(ctx.corpus), k, candidates)
-    cache = ctx.options.setdefault(_WEIGHTS_KEY, {})
-    assert isinstance(cache, dict)
+    """The OMP codes of every new target token (cached per pair and options in ``ctx.cache``)."""
+    opts = ctx.options_as(OmpOptions)
+    key = (id(pair), id(ctx.donor), id(ctx.corpus), opts.omp_k, opts.omp_candidates,
+           opts.aux_dim, opts.aux_epochs, opts.aux_min_count)
+    cache = ctx.cache.setdefault(_WEIGHTS_KEY, {})
     if key in cache:
         return cache[key]
-    if k < 1:
-        raise TokenswapError(f"omp: k must be at least 1, got {k}")
     start = time.perf_counter()
-    vectors, has_vector, space = _donor_space(pair, ctx, device)
+    vectors, has_vector, space = _donor_space(pair, ctx, opts, device)
     has = has_vector.cpu().numpy()
     shared = np.flatnonzero((pair.provenance == Provenance.EXACT) & has)
     new = np.flatnonzero(np.isin(pair.provenance, [Provenance.COMPOSED, Provenance.FALLBACK]) & has)
@@ -220,8 +263,8 @@ def omp_weights(pair: TokenPair, ctx: InitContext, device=None) -> OmpWeights:
         new = new[:0]
     atoms = vectors[torch.as_tensor(shared, dtype=torch.long, device=vectors.device)]
     idx, coef = batched_omp(
-        vectors[torch.as_tensor(new, dtype=torch.long, device=vectors.device)], atoms, k,
-        candidates=candidates, batch=None if batch is None else int(batch))
+        vectors[torch.as_tensor(new, dtype=torch.long, device=vectors.device)], atoms, opts.omp_k,
+        candidates=opts.omp_candidates, batch=opts.omp_batch)
     shared_source = torch.tensor([pair.pieces[i][0] for i in shared], dtype=torch.long,
                                  device=idx.device)
     weights = OmpWeights(new_ids=new, source_ids=shared_source[idx] if len(shared) else idx,
@@ -239,8 +282,10 @@ def omp_weights(pair: TokenPair, ctx: InitContext, device=None) -> OmpWeights:
           "Pursuit' (2025; mergekit tokensurgeon)",
     url="https://arxiv.org/abs/2506.06607",
     accepts=("donor", "corpus"),
+    options=OmpOptions,
 )
 def omp_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Initialized:
+    opts = ctx.options_as(OmpOptions)
     device = source.device if ctx.device is None else torch.device(ctx.device)
     source = source.to(device)
     weights = omp_weights(pair, ctx, device)
@@ -254,9 +299,6 @@ def omp_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Initial
     content = np.isin(pair.provenance, [Provenance.COMPOSED, Provenance.FALLBACK])
     provenance[content] = Provenance.FALLBACK
 
-    norm = ctx.options.get("omp_norm", "free")
-    if norm not in ("free", "mean"):
-        raise TokenswapError(f"omp_norm must be 'free' or 'mean', got {norm!r}")
     if len(weights.new_ids):
         src = source.double()
         rows = []
@@ -264,13 +306,13 @@ def omp_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Initial
         for i in range(0, len(weights.new_ids), step):  # bounds the (step, k, H) gather
             ids = weights.source_ids[i:i + step].to(device)
             coef = weights.coef[i:i + step].to(device)
-            if ctx.options.get("omp_positive"):  # a row with no positive weight becomes zero
+            if opts.omp_positive:  # a row with no positive weight becomes zero
                 coef = coef.clamp(min=0)
                 coef = coef / coef.sum(1, keepdim=True).clamp(min=1e-12)
             rows.append(torch.einsum("bk,bkh->bh", coef, src[ids]).float())
         new = torch.as_tensor(weights.new_ids, device=device)
         target[new] = torch.cat(rows)
-        if norm == "mean":  # each composed row gets the norm of its FVT row
+        if opts.omp_norm is OmpNorm.MEAN:  # each composed row gets the norm of its FVT row
             size = target[new].norm(dim=1, keepdim=True).clamp(min=1e-12)
             scale = means[new].norm(dim=1, keepdim=True) / size
             target[new] *= torch.where(has_pieces[new].unsqueeze(1), scale, torch.ones_like(scale))
@@ -279,10 +321,7 @@ def omp_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Initial
                                     source.float().mean(0))
         provenance[weights.new_ids] = Provenance.COMPOSED
         provenance[empty.cpu().numpy()] = Provenance.FALLBACK
-        mix = float(ctx.options.get("omp_mix", 0.0))
-        if not 0.0 <= mix <= 1.0:
-            raise TokenswapError(f"omp_mix must be between 0 and 1, got {mix}")
-        mix_with_mean(target, means, has_pieces, weights.new_ids, mix)
+        mix_with_mean(target, means, has_pieces, weights.new_ids, opts.omp_mix)
     copy_single_piece(target, source, pair)
     return Initialized(target, provenance)
 

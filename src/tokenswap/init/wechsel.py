@@ -26,9 +26,9 @@ What differs from the paper, and why:
 - A new token without a vector in the target space (no trained character n-gram: digits,
   punctuation, partial UTF-8 bytes) falls back to ``mean`` (FVT): its provenance says so.
 
-Options (``ctx.options``): ``wechsel_k`` (10), ``wechsel_temperature`` (0.1), ``wechsel_mix``
-(0: the weight of the FVT row mixed into each WECHSEL row), ``wechsel_dim`` / ``wechsel_epochs``
-/ ``wechsel_min_count`` for the word spaces (100 / 5 / 3).
+Options: :class:`WechselOptions`. The word spaces are word-level, one per language, so they have
+their own ``wechsel_dim`` / ``wechsel_epochs`` / ``wechsel_min_count`` rather than the ``aux_*``
+options of the token-level space of :mod:`.auxiliary`.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tokenswap.config import option
 from tokenswap.errors import TokenswapError
 from tokenswap.init.auxiliary import corpus_fingerprint, lookup_vectors
 from tokenswap.init.common import copy_single_piece, empty_target, mix_with_mean, piece_means
@@ -47,9 +48,40 @@ from tokenswap.vocab.bytes import ByteVocab
 from tokenswap.vocab.pair import Provenance, TokenPair
 
 MIN_PAIRS = 50  # fewer aligned dictionary pairs than this and the rotation is guesswork
-_WORDS_KEY, _WEIGHTS_KEY = "_wechsel_words", "_wechsel_weights"
+_WORDS_KEY, _WEIGHTS_KEY = "wechsel_words", "wechsel_weights"
 _WORD = re.compile(r"[^\W\d_]+")
 _CHUNK = 1000  # words per fastText "sentence"
+_REFERENCE = "the default of the WECHSEL reference code (CPJKU/wechsel, WECHSEL.apply)"
+
+
+@dataclass(frozen=True)
+class WechselOptions:
+    """Options of ``wechsel``."""
+
+    wechsel_k: int = option(10, "Nearest source tokens mixed into each new token.",
+                            why=_REFERENCE)
+    wechsel_temperature: float = option(
+        0.1, "Softmax temperature over the neighbours' cosine similarities.", why=_REFERENCE)
+    wechsel_mix: float = option(
+        0.0, "Share of the mean (FVT) row blended into each WECHSEL row, from 0 to 1.",
+        why="0 is the paper's row; not tuned")
+    wechsel_dim: int = option(100, "Dimension of the fastText word vectors of each language.",
+                              why="gensim's default vector size; not tuned (the paper uses "
+                                  "pre-trained 300-dimensional vectors)")
+    wechsel_epochs: int = option(5, "fastText training epochs over each corpus.",
+                                 why="gensim's default; not tuned")
+    wechsel_min_count: int = option(3, "Occurrences that give a word its own vector.",
+                                    why="not tuned (gensim's default is 5)")
+
+    def __post_init__(self) -> None:
+        for name in ("wechsel_k", "wechsel_dim", "wechsel_epochs", "wechsel_min_count"):
+            if getattr(self, name) < 1:
+                raise TokenswapError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.wechsel_temperature > 0:
+            raise TokenswapError(f"wechsel_temperature must be above 0, got "
+                                 f"{self.wechsel_temperature}")
+        if not 0.0 <= self.wechsel_mix <= 1.0:
+            raise TokenswapError(f"wechsel_mix must be between 0 and 1, got {self.wechsel_mix}")
 
 
 def word_sentences(texts: list[str]) -> list[list[str]]:
@@ -109,24 +141,14 @@ class WechselWeights:
     orientation: str  # "headword is target" or "headword is source"
 
 
-def _options(ctx: InitContext) -> dict:
-    o = ctx.options
-    opts = {"k": int(o.get("wechsel_k", 10)), "temperature": float(o.get("wechsel_temperature", 0.1)),
-            "dim": int(o.get("wechsel_dim", 100)), "epochs": int(o.get("wechsel_epochs", 5)),
-            "min_count": int(o.get("wechsel_min_count", 3)), "mix": float(o.get("wechsel_mix", 0.0))}
-    if opts["k"] < 1 or opts["temperature"] <= 0 or not 0 <= opts["mix"] <= 1:
-        raise TokenswapError("wechsel: need wechsel_k >= 1, wechsel_temperature > 0 and "
-                             f"0 <= wechsel_mix <= 1 (got {opts})")
-    return opts
-
-
-def _word_vectors(texts: list[str], ctx: InitContext, opts: dict, what: str):
-    key = (corpus_fingerprint(texts), opts["dim"], opts["min_count"], opts["epochs"], ctx.seed)
-    cache = ctx.options.setdefault(_WORDS_KEY, {})
-    assert isinstance(cache, dict)
+def _word_vectors(texts: list[str], ctx: InitContext, opts: WechselOptions, what: str):
+    key = (corpus_fingerprint(texts), opts.wechsel_dim, opts.wechsel_min_count,
+           opts.wechsel_epochs, ctx.seed)
+    cache = ctx.cache.setdefault(_WORDS_KEY, {})
     if key not in cache:
-        cache[key] = train_word_vectors(texts, dim=opts["dim"], min_count=opts["min_count"],
-                                        epochs=opts["epochs"], seed=ctx.seed, what=what)
+        cache[key] = train_word_vectors(texts, dim=opts.wechsel_dim,
+                                        min_count=opts.wechsel_min_count,
+                                        epochs=opts.wechsel_epochs, seed=ctx.seed, what=what)
     return cache[key]
 
 
@@ -141,10 +163,10 @@ def _aligned_pairs(src_wv, tgt_wv, pairs: list[tuple[str, str]]) -> tuple[list, 
 
 
 def wechsel_weights(pair: TokenPair, ctx: InitContext) -> WechselWeights:
-    opts = _options(ctx)
-    key = (id(pair), opts["k"], opts["temperature"], opts["dim"], opts["min_count"], opts["epochs"])
-    cache = ctx.options.setdefault(_WEIGHTS_KEY, {})
-    assert isinstance(cache, dict)
+    opts = ctx.options_as(WechselOptions)
+    key = (id(pair), opts.wechsel_k, opts.wechsel_temperature, opts.wechsel_dim,
+           opts.wechsel_min_count, opts.wechsel_epochs)
+    cache = ctx.cache.setdefault(_WEIGHTS_KEY, {})
     if key in cache:
         return cache[key]
     target_texts = [t for t in (ctx.corpus or []) if t.strip()]
@@ -179,7 +201,7 @@ def wechsel_weights(pair: TokenPair, ctx: InitContext) -> WechselWeights:
     s_ids = s_ids[[pair.source.token_bytes[i] is not None for i in s_ids]]
     new = np.isin(pair.provenance, [Provenance.COMPOSED, Provenance.FALLBACK])
     new_ids = np.flatnonzero(new & (t_known | t_sub))
-    k = min(opts["k"], len(s_ids))
+    k = min(opts.wechsel_k, len(s_ids))
     if k == 0:
         new_ids = new_ids[:0]
     src = _normalize(torch.from_numpy(s_mat[s_ids]), s_center)  # (S, d)
@@ -190,7 +212,7 @@ def wechsel_weights(pair: TokenPair, ctx: InitContext) -> WechselWeights:
         sims = tgt[start:start + 2048] @ src.T
         top = torch.topk(sims, k, dim=1)
         neighbors.append(s_ids_t[top.indices])
-        weights.append(torch.softmax(top.values / opts["temperature"], dim=1))
+        weights.append(torch.softmax(top.values / opts.wechsel_temperature, dim=1))
     result = WechselWeights(
         new_ids=new_ids,
         neighbors=torch.cat(neighbors) if neighbors else torch.empty((0, k), dtype=torch.long),
@@ -208,6 +230,7 @@ def wechsel_weights(pair: TokenPair, ctx: InitContext) -> WechselWeights:
     paper="Minixhofer, Paischer & Rekabsaz, 'WECHSEL: Effective initialization of subword "
           "embeddings for cross-lingual transfer of monolingual language models' (NAACL 2022)",
     url="https://arxiv.org/abs/2112.06598",
+    options=WechselOptions,
 )
 def wechsel_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Initialized:
     weights = wechsel_weights(pair, ctx)
@@ -228,6 +251,7 @@ def wechsel_init(source: torch.Tensor, pair: TokenPair, ctx: InitContext) -> Ini
             rows.append(torch.einsum("bk,bkh->bh", w, source[nb].float()))
         target[new] = torch.cat(rows)
         provenance[weights.new_ids] = Provenance.COMPOSED
-        mix_with_mean(target, means, has_pieces, weights.new_ids, _options(ctx)["mix"])
+        mix_with_mean(target, means, has_pieces, weights.new_ids,
+                      ctx.options_as(WechselOptions).wechsel_mix)
     copy_single_piece(target, source, pair)
     return Initialized(target, provenance)
