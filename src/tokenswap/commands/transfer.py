@@ -102,6 +102,7 @@ def run(cfg: Config) -> TransferResult:
     import numpy as np
 
     from tokenswap import __version__
+    from tokenswap.config import to_dict
     from tokenswap.init import InitContext, get_method, resolve_options
     from tokenswap.init.common import assert_filled
     from tokenswap.init.registry import REQUIREMENTS
@@ -195,7 +196,7 @@ def run(cfg: Config) -> TransferResult:
     )
     saved = save_model(bundle, cfg.out, overwrite=cfg.overwrite, provenance={
         "tokenswap": __version__, "source_model": bundle.spec, "method": init.name,
-        "seed": cfg.seed, "extend": cfg.extend, "stats": stats.to_dict(),
+        "options": to_dict(init_options), "seed": cfg.seed, "extend": cfg.extend, "stats": stats.to_dict(),
         **({"hypernet": str(getattr(hypernet_model, "path", "in memory"))}
            if hypernet_model is not None else {}),
         **({"undertrained": undertrained} if undertrained is not None else {})}
