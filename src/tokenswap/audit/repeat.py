@@ -24,6 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from tokenswap.kv_cache import cache_kwarg, returned_cache
+
 # (user message with {token}, start of the assistant's answer: the token should come next)
 TEMPLATES: tuple[tuple[str, str], ...] = (
     ("Please repeat the string '{token}' back to me, and nothing else.",
@@ -60,7 +62,7 @@ def _prefix_cache(model, pre: torch.Tensor):
         out = model(input_ids=pre[None], use_cache=True)
     except (TypeError, ValueError):
         return None
-    cache = getattr(out, "past_key_values", None)
+    cache = returned_cache(out)
     return cache if hasattr(cache, "batch_repeat_interleave") else None
 
 
@@ -99,8 +101,8 @@ def repeat_probabilities(model, tokenizer, token_ids: Sequence[int], *, batch_si
                     past = copy.deepcopy(cache)
                     past.batch_repeat_interleave(b)
                     mask = torch.ones(b, len(pre) + tail.shape[1], dtype=torch.long, device=device)
-                    logits = model(input_ids=tail, past_key_values=past, attention_mask=mask,
-                                   use_cache=True).logits[:, -1].float()  # (B, V)
+                    logits = model(input_ids=tail, attention_mask=mask, use_cache=True,
+                                   **cache_kwarg(model, past)).logits[:, -1].float()  # (B, V)
                 else:
                     batch = torch.cat([pre.expand(b, -1), tail], 1)  # (B, L+1+R)
                     logits = model(input_ids=batch).logits[:, -1].float()  # (B, V)

@@ -98,6 +98,7 @@ from transformers import DynamicCache
 
 from tokenswap.bytes.cover import CoverIndex, grouped_logsumexp, range_logsumexp
 from tokenswap.errors import TokenswapError
+from tokenswap.kv_cache import cache_kwarg, returned_cache
 from tokenswap.vocab.bytes import ByteVocab
 
 END = 256  # index of end-of-text in a next-byte distribution
@@ -390,10 +391,10 @@ class ByteLM:
         self._cache = DynamicCache()
         ids = torch.tensor([self.context], device=self.device)
         with torch.no_grad():
-            out = self.model(input_ids=ids, past_key_values=self._cache, use_cache=True)
+            out = self.model(input_ids=ids, use_cache=True, **cache_kwarg(self.model, self._cache))
         self.forward_passes += 1
         self.tokens_scored += len(self.context)
-        self._cache = out.past_key_values
+        self._cache = returned_cache(out)
         self._cache_tokens = list(self.context)
         self._compacted = False
         self._in_order = True  # cache entries of scored nodes follow their byte positions
@@ -623,9 +624,9 @@ class ByteLM:
         ids = torch.tensor([[node.token for node in nodes]], device=self.device)
         with torch.no_grad():
             out = self.model(input_ids=ids, position_ids=torch.tensor([positions], device=self.device),
-                             attention_mask=mask.to(self.device), past_key_values=self._cache,
-                             use_cache=True)
-        self._cache = out.past_key_values
+                             attention_mask=mask.to(self.device), use_cache=True,
+                             **cache_kwarg(self.model, self._cache))
+        self._cache = returned_cache(out)
         self._cache_tokens += [node.token for node in nodes]
         self.forward_passes += 1
         self.tokens_scored += k
