@@ -171,6 +171,22 @@ def test_jsonl_missing_field_names_file_line_and_keys(tmp_path):
     path = write(tmp_path / "c.jsonl", '{"text": "ok"}\n{"content": "no"}\n')
     message = error_of(lambda: read_corpus(path))
     assert message.startswith(f"{path} line 2 has no 'text' key (keys: 'content')")
+    assert "PATH#FIELD" in message  # the hint names something a user can pass
+
+
+def test_spec_field_suffix_chooses_the_text_field(tmp_path, capsys):
+    from tokenswap.cli import main
+
+    path = write(tmp_path / "c.jsonl", '{"content": "erstens"}\n{"content": "zweitens"}\n')
+    assert [d.text for d in read_corpus(f"{path}#content")] == ["erstens", "zweitens"]
+    odd = write(tmp_path / "a#b.txt", "hash in the name")  # an existing path is taken as is
+    assert [d.text for d in read_corpus(odd)] == ["hash in the name"]
+    # the hint works on the command line: the field comes with the spec
+    assert main(["tokenizer", "train", "--corpus", str(path), "--out", str(tmp_path / "t"),
+                 "--like", "none", "--vocab-size", "300"]) == 2
+    assert "PATH#FIELD" in capsys.readouterr().err
+    assert main(["tokenizer", "train", "--corpus", f"{path}#content", "--out",
+                 str(tmp_path / "t"), "--like", "none", "--vocab-size", "300"]) == 0
 
 
 def test_jsonl_non_string_field_is_an_error(tmp_path):

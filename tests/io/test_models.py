@@ -134,3 +134,19 @@ def test_tokenizer_larger_than_embeddings_is_refused(tmp_path, tiny_model_dir, g
     big.save_pretrained(d)
     with pytest.raises(TokenswapError, match="does not belong to this model"):
         load_model(str(d))
+
+
+def test_device_errors_are_one_line(capsys):
+    import torch
+
+    from tokenswap.cli import main
+    from tokenswap.io.models import check_device
+
+    assert check_device(None) is None and check_device("cpu") == torch.device("cpu")
+    with pytest.raises(TokenswapError, match="not a torch device"):
+        check_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(TokenswapError, match="no CUDA device"):
+            check_device("cuda")
+        assert main(["glitch", "--out", "never", "--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err

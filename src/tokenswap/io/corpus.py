@@ -14,7 +14,10 @@ A corpus spec is one of
   their first 8 KiB;
 * a glob (``data/**/*.txt``), expanded in sorted order with the same skipping rules;
 * ``hf:NAME[:CONFIG][:SPLIT]``, a Hugging Face ``datasets`` dataset (streamed; needs the
-  ``datasets`` package and the network; split defaults to ``train``).
+  ``datasets`` package and the network; split defaults to ``train``);
+* any of these followed by ``#FIELD`` to read the text from another JSON key, parquet or
+  dataset column than ``field`` (``data.jsonl#content``, ``hf:NAME#body``), on the command
+  line too.
 
 Text is kept exactly as its bytes decode (CRLF stays CRLF) so that byte-level evaluation sees
 the real bytes; only a leading UTF-8 BOM is removed. Anything that is not UTF-8 is an error
@@ -122,12 +125,15 @@ def read_corpus(
             f"max_doc_bytes must be a positive number of bytes, not {max_doc_bytes}"
         )
 
-    items: list[_Item] = [item for spec in spec_list for item in _expand(spec)]
+    items: list[tuple[_Item, str]] = []
+    for spec in spec_list:
+        where, spec_field = split_field(spec, field)
+        items += [(item, spec_field) for item in _expand(where)]
     remaining = max_bytes
     docs: list[Document] = []
     with _progress_bar(progress, len(items)) as advance:
-        for item in items:
-            reader = item.read(field=field, max_doc_bytes=max_doc_bytes, limit=remaining)
+        for item, item_field in items:
+            reader = item.read(field=item_field, max_doc_bytes=max_doc_bytes, limit=remaining)
             with contextlib.closing(reader):
                 for doc in reader:
                     truncated = False
@@ -191,6 +197,16 @@ def split_corpus(
 
 
 # --- split helpers -------------------------------------------------------------------------
+
+
+def split_field(spec: str | os.PathLike, default: str) -> tuple[str | os.PathLike, str]:
+    """``"data.jsonl#content"`` -> ``("data.jsonl", "content")``; a spec without ``#FIELD``
+    (or an existing path that contains ``#``) keeps ``default``."""
+    text = os.fspath(spec)
+    where, sep, name = text.rpartition("#")
+    if not sep or not where or not name or "/" in name or Path(text).exists():
+        return spec, default
+    return where, name
 
 
 def _stable_unit(seed: int, doc: Document) -> float:
@@ -549,14 +565,14 @@ class _FileItem(_Item):
                     keys = ", ".join(repr(k) for k in list(record)[:10]) or "none"
                     raise TokenswapError(
                         f"{where} has no {field!r} key (keys: {keys}); choose the text field "
-                        "with field= (--field)"
+                        "with PATH#FIELD (e.g. data.jsonl#content)"
                     )
                 value = record[field]
                 if not isinstance(value, str):
                     kind = "null" if value is None else type(value).__name__
                     raise TokenswapError(
                         f"{where}: {field!r} is {kind}, not a string; choose a text field "
-                        "with field= (--field) or fix the line"
+                        "with PATH#FIELD (e.g. data.jsonl#content) or fix the line"
                     )
                 source = f"{path}#line {number}"
                 for _, piece in _split_text(value, max_doc_bytes):
@@ -591,7 +607,7 @@ class _FileItem(_Item):
             columns = ", ".join(repr(n) for n in schema.names[:10]) or "none"
             raise TokenswapError(
                 f"{path} has no {field!r} column (columns: {columns}); choose the text column "
-                "with field= (--field)"
+                "with PATH#FIELD (e.g. data.jsonl#content)"
             )
         kind = schema.field(field).type
         if not (
@@ -601,7 +617,7 @@ class _FileItem(_Item):
         ):
             raise TokenswapError(
                 f"{path} column {field!r} holds {kind}, not strings; choose a text column "
-                "with field= (--field)"
+                "with PATH#FIELD (e.g. data.jsonl#content)"
             )
         row = 0
         for values in self._parquet_batches(parquet, field):
@@ -609,7 +625,7 @@ class _FileItem(_Item):
                 if value is None:
                     raise TokenswapError(
                         f"{path} row {row}: {field!r} is null; drop null rows or choose "
-                        "another column with field= (--field)"
+                        "another column with PATH#FIELD"
                     )
                 for _, piece in _split_text(value, max_doc_bytes):
                     yield Document(piece, f"{path}#row {row}")
@@ -683,7 +699,7 @@ class _HfItem(_Item):
                 keys = ", ".join(repr(k) for k in names)
                 raise TokenswapError(
                     f"hf dataset {name} row {row} has no string {field!r} field "
-                    f"(fields: {keys or 'none'}); choose the text field with field= (--field)"
+                    f"(fields: {keys or 'none'}); choose the text field with SPEC#FIELD"
                 )
             for _, piece in _split_text(value, max_doc_bytes):
                 yield Document(piece, f"hf:{name}#row {row}")

@@ -224,6 +224,7 @@ def load_model(
     dtype: torch.dtype | None = None,
 ) -> ModelBundle:
     """Load ``spec`` (see module docstring) as a :class:`ModelBundle` in eval mode."""
+    check_device(device)
     kind, where = resolve_spec(spec)
     path: Path | None
     if kind == "gguf":
@@ -252,6 +253,26 @@ def load_model(
         model.to(device)
     model.eval()
     return ModelBundle(model=model, tokenizer=tokenizer, spec=str(spec or DEFAULT_SPEC), path=path)
+
+
+def check_device(device: str | torch.device | None) -> torch.device | None:
+    """``device`` as a torch device, or one line saying why this machine cannot use it."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise TokenswapError(f"--device {device!r} is not a torch device; use cpu, cuda, "
+                             "cuda:1, mps, ...") from None
+    available = {"cpu": lambda: True, "cuda": torch.cuda.is_available,
+                 "mps": lambda: torch.backends.mps.is_available()}
+    if dev.type in available and not available[dev.type]():
+        raise TokenswapError(f"--device {device}: this machine has no {dev.type.upper()} device "
+                             "torch can use; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise TokenswapError(f"--device {device}: there are only {torch.cuda.device_count()} "
+                             "CUDA devices")
+    return dev
 
 
 def _first_line(err: BaseException) -> str:
