@@ -30,7 +30,7 @@ from tokenswap.init.registry import REQUIREMENTS
 from tokenswap.io.corpus import Document, read_corpus
 from tokenswap.io.dictionary import read_dictionary
 from tokenswap.io.models import ModelBundle, load_model, load_tokenizer
-from tokenswap.io.save import atomic_dir, check_output_dir
+from tokenswap.io.save import atomic_dir, check_output_dir, save_model
 from tokenswap.surgery import install_embeddings
 from tokenswap.vocab.extend import extend_tokenizer
 from tokenswap.vocab.pair import Provenance, build_pair
@@ -353,17 +353,6 @@ def donor_embeddings(donor: ModelLike, target_tokenizer: PreTrainedTokenizerBase
         raise TokenswapError(f"donor {bundle.spec} has {matrix.shape[0]:,} embedding rows for "
                              f"{n:,} tokens; its checkpoint does not match its tokenizer")
     return matrix[:n].clone()
-
-
-def save_model(bundle: ModelBundle, out: str | os.PathLike, *, overwrite: bool = False,
-               provenance: dict | None = None) -> Path:
-    """Save model + tokenizer as safetensors into a temporary dir, then rename it to ``out``."""
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        bundle.model.save_pretrained(tmp, safe_serialization=True)
-        bundle.tokenizer.save_pretrained(tmp)
-        if provenance is not None:
-            (tmp / "tokenswap.json").write_text(json.dumps(provenance, indent=2) + "\n")
-    return Path(out)
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -1,4 +1,6 @@
-"""Atomic output directories: write everything to a temporary sibling, then rename.
+"""Atomic output directories, and saving a model + tokenizer into one.
+
+Write everything to a temporary sibling, then rename.
 
 A crash, a full disk or Ctrl-C never leaves a half-written model behind: either the complete
 output directory exists or nothing does.
@@ -7,13 +9,18 @@ output directory exists or nothing does.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tokenswap.errors import TokenswapError
+
+if TYPE_CHECKING:
+    from tokenswap.io.models import ModelBundle
 
 
 def check_output_dir(out: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -53,3 +60,17 @@ def atomic_dir(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[P
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def save_model(bundle: ModelBundle, out: str | os.PathLike, *, overwrite: bool = False,
+               provenance: dict | None = None) -> Path:
+    """Save model + tokenizer (safetensors) into a temporary dir, then put it in place as ``out``.
+
+    ``provenance`` (how the model was made) goes to ``out/tokenswap.json``.
+    """
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        bundle.model.save_pretrained(tmp, safe_serialization=True)
+        bundle.tokenizer.save_pretrained(tmp)
+        if provenance is not None:
+            (tmp / "tokenswap.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    return Path(out)
