@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from tokenswap.errors import TokenswapError
+from tokenswap.io.save import recover
 
 CHECKPOINT = "checkpoint"  # sub-directory of a training output holding the last checkpoint
 
@@ -51,6 +52,7 @@ def prepare_out(out: Path, resume: bool) -> bool:
         return False
     if not out.is_dir():
         raise TokenswapError(f"output {out} exists and is not a directory")
+    recover(out / CHECKPOINT)  # a checkpoint swap killed half-way left it beside its name
     has_checkpoint = (out / CHECKPOINT / "state.pt").is_file()
     if resume and has_checkpoint:
         return True
