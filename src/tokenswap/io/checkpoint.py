@@ -1,43 +1,19 @@
-"""What the trainers (hypernet, tune) share to checkpoint and resume exactly.
+"""A training output directory: may it be used, and does it hold a checkpoint to resume?
 
-A resumed run reaches the same weights as an uninterrupted one when, besides weights and
-optimizer state, the random number generators continue where they stopped
-(:func:`rng_state` / :func:`set_rng_state`) and the output directory is checked the same way
-before anything is written (:func:`prepare_out`). Writing the checkpoint itself is each
-trainer's business (what goes in differs); both write it with :func:`tokenswap.io.save.atomic_dir`.
+The trainers (``tokenswap tune``, ``tokenswap hypernet train``) write ``out/checkpoint/``
+whole (:mod:`tokenswap.training.checkpoint`, through :func:`tokenswap.io.save.atomic_dir`).
+:func:`prepare_out` first puts back a checkpoint that a swap killed half-way left beside its
+name (:func:`tokenswap.io.save.recover`), so a resume never finds none where one was written.
 """
 
 from __future__ import annotations
 
-import json
-import random
 from pathlib import Path
-
-import numpy as np
-import torch
 
 from tokenswap.errors import TokenswapError
 from tokenswap.io.save import recover
 
 CHECKPOINT = "checkpoint"  # sub-directory of a training output holding the last checkpoint
-
-
-def rng_state() -> dict:
-    """Python, numpy, torch (and CUDA) generator states."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` saved (torch states must be CPU tensors)."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def prepare_out(out: Path, resume: bool) -> bool:
@@ -52,7 +28,7 @@ def prepare_out(out: Path, resume: bool) -> bool:
         return False
     if not out.is_dir():
         raise TokenswapError(f"output {out} exists and is not a directory")
-    recover(out / CHECKPOINT)  # a checkpoint swap killed half-way left it beside its name
+    recover(out / CHECKPOINT)
     has_checkpoint = (out / CHECKPOINT / "state.pt").is_file()
     if resume and has_checkpoint:
         return True
@@ -65,10 +41,4 @@ def prepare_out(out: Path, resume: bool) -> bool:
                          "checkpoint, or choose another --out")
 
 
-def write_jsonl(log, record: dict) -> None:
-    """One JSON line, flushed (a log that a killed run leaves readable)."""
-    log.write(json.dumps(record) + "\n")
-    log.flush()
-
-
-__all__ = ["CHECKPOINT", "prepare_out", "rng_state", "set_rng_state", "write_jsonl"]
+__all__ = ["CHECKPOINT", "prepare_out"]
