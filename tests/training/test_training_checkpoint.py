@@ -64,6 +64,10 @@ def test_other_resume_keys_are_refused_in_one_line(tmp_path):
     assert str(err.value) == (f"checkpoint {tmp_path / 'checkpoint'} was written with other "
                               "seed, batch_size (seed=1, batch_size=16); resume with the same "
                               "values or choose another --out")
+    summary = tmp_path / "checkpoint" / "state.json"  # as tokenswap 0.1.0 wrote it
+    summary.write_text(json.dumps({"step": 0, "config": {"seed": 1}}))
+    with pytest.raises(TokenswapError, match="written by an older tokenswap"):
+        check_resume(tmp_path, TrainingConfig(steps=5, seed=1))
 
 
 def test_a_checkpoint_left_beside_by_an_interrupted_swap_is_resumed(tmp_path):

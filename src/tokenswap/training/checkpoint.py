@@ -45,6 +45,7 @@ from tokenswap.training.config import TrainingConfig
 MODEL_FILE = "model.pt"
 STATE_FILE = "state.pt"
 SUMMARY_FILE = "state.json"
+FORMAT = 2  # of the checkpoint directory; 1 (no "format" key) was each trainer's own
 
 
 @dataclass
@@ -112,6 +113,9 @@ def check_resume(out: Path, cfg: TrainingConfig) -> dict:
     ``resume_keys`` as ``cfg`` (else one line saying which differ)."""
     path = out / CHECKPOINT
     summary = json.loads((path / SUMMARY_FILE).read_text())
+    if summary.get("format") != FORMAT:
+        raise TokenswapError(f"checkpoint {path} was written by an older tokenswap and cannot be "
+                             "resumed; choose another --out (or delete the checkpoint)")
     old, new = summary.get("config", {}), cfg.to_dict()
     changed = [k for k in cfg.resume_keys if old.get(k) != new[k]]
     if changed:
@@ -123,7 +127,8 @@ def check_resume(out: Path, cfg: TrainingConfig) -> dict:
 
 def write_checkpoint(out: Path, task: TaskState, counters: Counters, cfg: TrainingConfig) -> Path:
     """Write ``out/checkpoint/`` whole, replacing the previous one (rank 0 only)."""
-    summary = {"step": counters.step, "data_position": counters.step * cfg.batch_size,
+    summary = {"format": FORMAT, "step": counters.step,
+               "data_position": counters.step * cfg.batch_size,
                "train_seconds": counters.train_seconds,
                "train_cpu_seconds": counters.train_cpu_seconds, **task.extra,
                "config": cfg.to_dict()}
@@ -145,6 +150,6 @@ def read_checkpoint(out: Path) -> tuple[TaskState, Counters, dict]:
             state["rng"])
 
 
-__all__ = ["Counters", "MODEL_FILE", "STATE_FILE", "SUMMARY_FILE", "TaskState", "check_resume",
+__all__ = ["FORMAT", "Counters", "MODEL_FILE", "STATE_FILE", "SUMMARY_FILE", "TaskState", "check_resume",
            "open_output", "read_checkpoint", "rng_state", "seed_everything", "set_rng_state",
            "write_checkpoint"]

@@ -100,10 +100,11 @@ def run(task: Task, optimizer: torch.optim.Optimizer, cfg: TrainingConfig, out: 
         ) -> RunResult:
     """Train ``task`` until ``cfg``'s budget is spent; log, evaluate and checkpoint into ``out``.
 
-    ``resuming`` continues from ``out/checkpoint`` (see :func:`open_output`); ``name`` labels
-    the progress bar; ``start`` adds values to the log's start line; ``stop_after`` ends this
-    call after that many steps in total (as if interrupted) without changing the schedule;
-    ``callback`` is called on every rank after every step with the step's log record.
+    ``resuming`` continues from ``out/checkpoint`` (as
+    :func:`~tokenswap.training.checkpoint.open_output` decided); ``name`` labels the progress
+    bar; ``start`` adds values to the log's start line; ``stop_after`` ends this call after that
+    many steps in total (as if interrupted) without changing the schedule; ``callback`` is
+    called on every rank after every step with the step's log record.
     """
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", group["lr"])
