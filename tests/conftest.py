@@ -366,3 +366,39 @@ def brute_force():
 @pytest.fixture(scope="session")
 def make_gpt2():
     return tiny_gpt2_64
+
+
+# ----------------------------------------------------------------------------- training/
+
+
+class FakeClocks:
+    """Stand-ins for the wall and CPU clocks of the training budget (tokenswap.training.budget).
+
+    Every reading moves a clock on by its per-reading seconds (``wall``, ``cpu``), and the
+    budget reads each clock once before and once after a training step: a step takes ``wall``
+    seconds of wall time and ``cpu`` of CPU time, whatever the machine does. :meth:`advance`
+    moves both by time spent outside the steps (a slow evaluation, a slow disk).
+    """
+
+    def __init__(self, wall: float = 1.0, cpu: float = 1.0) -> None:
+        self.wall, self.cpu = wall, cpu
+        self.now = {"wall": 0.0, "cpu": 0.0}
+
+    def read(self, clock: str) -> float:
+        self.now[clock] += getattr(self, clock)
+        return self.now[clock]
+
+    def advance(self, seconds: float) -> None:
+        for clock in self.now:
+            self.now[clock] += seconds
+
+
+@pytest.fixture
+def fake_clocks(monkeypatch) -> FakeClocks:
+    """Training budgets counted on :class:`FakeClocks` (1 s a step on both) for the test."""
+    from tokenswap.training import budget
+
+    clocks = FakeClocks()
+    monkeypatch.setattr(budget, "wall_clock", lambda: clocks.read("wall"))
+    monkeypatch.setattr(budget, "cpu_clock", lambda: clocks.read("cpu"))
+    return clocks

@@ -100,7 +100,7 @@ def test_hypernet_train_then_transfer(tmp_path, tiny_model_dir, german_tokenizer
         assert "2 steps" in capsys.readouterr().out
         assert (hn / "hypernet.safetensors").is_file() and (hn / "log.jsonl").is_file()
         assert main([*train, "--no-resume"]) == 2
-        assert "already exists; pass --resume" in capsys.readouterr().err
+        assert "leave out --no-resume" in capsys.readouterr().err
         assert main([*train, "-O", "d_modle=3"]) == 2
         assert "did you mean 'd_model'" in capsys.readouterr().err
 

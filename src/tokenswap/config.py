@@ -55,11 +55,12 @@ def help_of(f: Field) -> str:
 
 
 def field_types(cls: type) -> dict[str, Any]:
-    """Resolved annotations of a dataclass (``from __future__ import annotations`` safe)."""
-    import sys
+    """Resolved annotations of a dataclass (``from __future__ import annotations`` safe).
 
-    module = sys.modules.get(cls.__module__)
-    return typing.get_type_hints(cls, globalns=vars(module) if module else None)
+    Each is resolved in the module that declares it, so fields inherited from a base class in
+    another module resolve too.
+    """
+    return typing.get_type_hints(cls)
 
 
 def unwrap_optional(tp: Any) -> tuple[Any, bool]:

@@ -14,11 +14,14 @@ Minixhofer et al., "Zero-Shot Tokenizer Transfer" (arXiv 2405.07883), section 3.
    (``Provenance.EXACT``) toward their source rows: mean squared error divided by the mean
    square of the source matrix (so ``aux_weight`` does not depend on the embedding scale).
 
-AdamW, linear warm-up then cosine or linear decay (constant after warm-up when only a time
-budget is given), gradient clipping. Checkpoints (weights, optimizer, scheduler, RNG states,
-step) go atomically to ``out/checkpoint/`` and resuming from one gives the same weights as an
-uninterrupted run. A fixed evaluation tokenizer is sampled from ``eval_texts`` with its own
-seed; evaluation loss and bits per byte go to ``out/log.jsonl`` with the training loss.
+The loop around the step is the shared training skeleton (:mod:`tokenswap.training`), as for
+``tokenswap tune``: AdamW, linear warm-up capped at a tenth of the run, then cosine, linear or
+no decay over ``steps`` or the time budget (``minutes`` of training steps on the wall or CPU
+clock; evaluation and checkpoints do not count), gradient clipping. Checkpoints (weights,
+optimizer, RNG states, step, clocks) go atomically to ``out/checkpoint/`` and resuming from one
+gives the same weights as an uninterrupted run. A fixed evaluation tokenizer is sampled from
+``eval_texts`` with its own seed; evaluation loss and bits per byte go to ``out/log.jsonl``
+with the training loss.
 
 With ``WORLD_SIZE`` > 1 (``torchrun``) every rank takes its share of the batch; the loss is
 normalised by the global number of predicted tokens and the hypernet's gradients are summed
@@ -29,19 +32,19 @@ Not here: mixed precision, gradient accumulation, MLM (encoder) models.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tokenswap.config import option
 from tokenswap.distributed import Dist, process_group
 from tokenswap.errors import TokenswapError
 from tokenswap.hypernet.model import (
@@ -53,39 +56,51 @@ from tokenswap.hypernet.model import (
     SourceEmbeddings,
 )
 from tokenswap.hypernet.sampler import SamplerConfig, TokenizerSampler
-from tokenswap.io.checkpoint import CHECKPOINT, prepare_out, rng_state, set_rng_state, write_jsonl
-from tokenswap.io.save import atomic_dir
+from tokenswap.training.checkpoint import TaskState, open_output, seed_everything
+from tokenswap.training.config import TrainingConfig
+from tokenswap.training.log import LOG_FILE
+from tokenswap.training.loop import run
 from tokenswap.vocab.pair import Provenance, TokenPair, build_pair
-
-LOG_FILE = "log.jsonl"
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(TrainingConfig):
     """Options of :func:`train_hypernet`; every field is also a keyword argument."""
 
-    steps: int | None = None  # optimizer steps (schedule length); None = until `minutes` run out
-    minutes: float | None = None  # wall-clock budget for this run
-    batch_size: int = 8  # texts per step (global, over all ranks)
-    seq_len: int = 128  # tokens per text (longer texts are cut into chunks of ~6 chars/token)
-    lr: float = 1e-4  # peak learning rate
-    weight_decay: float = 0.01
-    warmup_steps: int = 100  # linear warm-up (capped at a tenth of `steps`)
-    schedule: str = "cosine"  # "cosine" or "linear" decay to zero after warm-up
-    grad_clip: float = 1.0  # max global gradient norm
-    aux_weight: float = 0.5  # weight of the auxiliary loss on exact-match tokens
-    identity_steps: int = 0  # first steps train on the source tokenizer itself
-    seed: int = 0
-    sample_texts: int = 64  # texts each step's tokenizer is drawn from: the batch and random others
-    checkpoint_every: int = 100  # steps between checkpoints (and one at the end of every run)
-    eval_every: int = 100  # steps between held-out evaluations (needs eval_texts)
-    eval_batches: int = 4  # batches of eval texts scored per evaluation
-    log_every: int = 10  # steps between training-loss lines in log.jsonl
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    hypernet: dict = field(default_factory=dict)  # HypernetConfig fields, e.g. {"d_model": 128}
+    # Changing one of these makes a checkpoint unusable: other batches, other tokenizers.
+    resume_keys: ClassVar[tuple[str, ...]] = ("seed", "batch_size", "seq_len", "identity_steps")
+    what: ClassVar[str] = "hypernet training option"
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    batch_size: int = option(8, "Texts per step, over all ranks.")
+    weight_decay: float = option(0.01, "AdamW decoupled weight decay of the hypernet.")
+    warmup_steps: int = option(
+        100, "Linear warm-up steps, capped at a tenth of the run (of --steps, or of the steps "
+             "--minutes is on course for).")
+    eval_every: int = option(100, "Steps between held-out evaluations (needs held-out text).")
+    checkpoint_every: int = option(
+        100, "Steps between checkpoints (and one at the end of every run).")
+    log_every: int = option(10, "Steps between training-loss lines in log.jsonl.")
+    seq_len: int = option(
+        128, "Tokens per text (longer texts are cut into chunks of about 6 characters a token).")
+    aux_weight: float = option(
+        0.5, "Weight of the auxiliary loss pulling tokens the source vocabulary has (exact "
+             "matches) toward their source rows.")
+    identity_steps: int = option(
+        0, "First steps train on the source tokenizer itself (the paper's warm-up).")
+    sample_texts: int = option(
+        64, "Texts each step's tokenizer is drawn from: the batch and random others.")
+    eval_batches: int = option(4, "Batches of held-out texts scored per evaluation.")
+    sampler: SamplerConfig = option(
+        default_factory=SamplerConfig,
+        help="How each step's tokenizer is drawn (vocab_min, vocab_max, noise_std, ...).")
+    hypernet: dict = option(
+        default_factory=dict, help='HypernetConfig fields of a new hypernet, e.g. {"d_model": 128}.')
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("seq_len", "sample_texts", "eval_batches"):
+            if getattr(self, name) < 1:
+                raise TokenswapError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -94,7 +109,9 @@ class TrainResult:
     step: int  # steps done in total (including resumed ones)
     loss: float | None  # last training loss (language model part)
     out: Path
-    seconds: float
+    seconds: float  # wall time of this call
+    train_seconds: float = 0.0  # wall time in training steps, over all resumed runs
+    train_cpu_seconds: float = 0.0  # this process's CPU time in those steps
 
 
 # ----------------------------------------------------------------------------- the frozen model
@@ -226,39 +243,57 @@ def encode(tokenizer, texts: Sequence[str], seq_len: int, device) -> tuple[torch
     return ids.to(device), mask.to(device)
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def _schedule(cfg: TrainConfig):
-    warmup = cfg.warmup_steps if cfg.steps is None else min(cfg.warmup_steps, max(1, cfg.steps // 10))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        if cfg.steps is None:
-            return 1.0
-        progress = min(1.0, (step - warmup) / max(1, cfg.steps - warmup))
-        if cfg.schedule == "linear":
-            return max(0.0, 1.0 - progress)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
-
-
-def save_checkpoint(out: Path, hn: Hypernet, optimizer, scheduler, step: int,
-                    cfg: TrainConfig) -> Path:
-    """Write ``out/checkpoint/`` atomically: weights, optimizer, scheduler, RNG, step."""
-    with atomic_dir(out / CHECKPOINT, overwrite=True) as tmp:
-        hn.save(tmp)
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": rng_state(), "step": step}, tmp / "state.pt")
-        (tmp / "state.json").write_text(json.dumps(
-            {"step": step, "data_position": step * cfg.batch_size, "config": cfg.to_dict()},
-            indent=2) + "\n")
-    return out / CHECKPOINT
-
-
 # ----------------------------------------------------------------------------- training
+
+
+class HypernetTraining:
+    """The hypernet :class:`~tokenswap.training.loop.Task`: one sampled tokenizer per step, the
+    frozen model's loss under the predicted embeddings plus the auxiliary loss."""
+
+    def __init__(self, hn: Hypernet, optimizer, lm: FrozenLM, source: SourceEmbeddings,
+                 source_tok, sampler: TokenizerSampler, chunks: list[str], cfg: TrainConfig,
+                 ctx: Dist, device: torch.device, evaluator: _Evaluator | None) -> None:
+        self.hn, self.optimizer, self.lm, self.source = hn, optimizer, lm, source
+        self.source_tok, self.sampler, self.chunks = source_tok, sampler, chunks
+        self.cfg, self.ctx, self.device, self.evaluator = cfg, ctx, device, evaluator
+        self.identity_pair: TokenPair | None = None
+
+    def step(self, step: int, progress: float) -> dict:
+        cfg, ctx = self.cfg, self.ctx
+        batch = batch_for_step(self.chunks, step, cfg.batch_size, cfg.seed)
+        if step < cfg.identity_steps:
+            tokenizer = self.source_tok
+            if self.identity_pair is None:
+                self.identity_pair = build_pair(self.source_tok, self.source_tok)
+            pair = self.identity_pair
+        else:
+            tokenizer = self.sampler.sample(sample_pool(self.chunks, batch, step, cfg),
+                                            seed=(cfg.seed, step))
+            pair = build_pair(self.source_tok, tokenizer)
+        inputs = PieceInputs.from_pair(pair, self.hn.config.max_pieces).to(self.device)
+        ids, mask = encode(tokenizer, batch[ctx.rank::ctx.world], cfg.seq_len, self.device)
+
+        pred = self.hn(inputs, self.source)
+        nats, count = self.lm.loss_sum(pred, ids, mask)
+        global_count = max(1.0, ctx.sum(count))
+        aux = aux_loss(pred, pair, self.device, self.source)
+        (nats / global_count + cfg.aux_weight * aux / ctx.world).backward()
+        return {"loss": ctx.sum(float(nats.detach())) / global_count, "aux": float(aux.detach()),
+                "vocab": len(pair), "truncated": inputs.stats.truncated, "tokens": global_count}
+
+    def evaluate(self, step: int) -> dict | None:
+        return self.evaluator(self.hn, self.lm, self.source) if self.evaluator else None
+
+    def state(self) -> TaskState:
+        return TaskState(self.hn.state_dict(), self.optimizer.state_dict(),
+                         {"hypernet": asdict(self.hn.config)})
+
+    def load(self, state: TaskState) -> None:
+        if state.extra.get("hypernet") != asdict(self.hn.config):
+            raise TokenswapError("the checkpoint in this --out is for another model or hypernet "
+                                 "shape; choose another --out")
+        self.hn.load_state_dict(state.model)
+        self.optimizer.load_state_dict(state.optimizer)
 
 
 def train_hypernet(
@@ -275,34 +310,21 @@ def train_hypernet(
 ) -> TrainResult:
     """Train a hypernet for ``model_bundle`` (a :class:`~tokenswap.io.models.ModelBundle`).
 
-    ``options`` are :class:`TrainConfig` fields (``steps``, ``minutes``, ``batch_size``,
-    ``seq_len``, ``lr``, ``seed``, ...); ``sampler`` may be a :class:`SamplerConfig` or a dict.
-    The trained hypernet is saved to ``out`` (``hypernet.safetensors`` + ``hypernet.json``),
-    checkpoints to ``out/checkpoint/``, log lines to ``out/log.jsonl``. ``stop_after`` ends
-    this run after that many steps in total (as if interrupted) without changing the schedule.
+    ``options`` are :class:`TrainConfig` fields (``steps``, ``minutes``, ``clock``,
+    ``batch_size``, ``seq_len``, ``lr``, ``seed``, ...); ``sampler`` may be a
+    :class:`SamplerConfig` or a dict. The trained hypernet is saved to ``out``
+    (``hypernet.safetensors`` + ``hypernet.json``), checkpoints to ``out/checkpoint/``, log lines
+    to ``out/log.jsonl``. ``stop_after`` ends this run after that many steps in total (as if
+    interrupted) without changing the schedule.
     """
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = set(options) - known
-    if unknown:
-        raise TokenswapError(f"unknown hypernet training options {sorted(unknown)}")
-    if isinstance(options.get("sampler"), dict):
-        options["sampler"] = SamplerConfig(**options["sampler"])
-    cfg = TrainConfig(**options)
-    if cfg.steps is None and cfg.minutes is None:
-        raise TokenswapError("say how long to train: --steps or --minutes")
-    if cfg.schedule not in ("cosine", "linear"):
-        raise TokenswapError(f"schedule must be cosine or linear, got {cfg.schedule!r}")
+    cfg = TrainConfig.from_options(**options)
     chunks = chunk_texts(texts, cfg.seq_len)
     if not chunks:
         raise TokenswapError("no text to train the hypernet on; pass --corpus")
     out = Path(out)
-
     device = torch.device(device) if device is not None else model_bundle.input_embeddings().device
     with process_group(device) as (ctx, device):
-        resuming = prepare_out(out, resume)
-        ctx.barrier()  # every rank has checked `out` before rank 0 creates it
-        if ctx.main:
-            out.mkdir(exist_ok=True)
+        resuming = open_output(out, resume, ctx)
         return _train(model_bundle, chunks, out, cfg, eval_texts, device, ctx, resuming,
                       stop_after, progress)
 
@@ -314,109 +336,26 @@ def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx:
     bundle.model.to(device)
     lm = FrozenLM(bundle.model)
     source = SourceEmbeddings.from_bundle(bundle, device)
-    source_tok = bundle.tokenizer
-    sampler = TokenizerSampler(source_tok, cfg.sampler)
+    sampler = TokenizerSampler(bundle.tokenizer, cfg.sampler)
 
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
+    seed_everything(cfg.seed)
     hn = Hypernet.for_source(source, base_model=bundle.spec, tokenizer=bundle.tokenizer,
                              **cfg.hypernet).to(device)
     hn.train()
     optimizer = torch.optim.AdamW(hn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
-    step = 0
-    if resuming:
-        ckpt = out / CHECKPOINT
-        saved_cfg = json.loads((ckpt / "state.json").read_text()).get("config", {})
-        changed = [k for k in ("seed", "batch_size", "seq_len", "identity_steps")
-                   if k in saved_cfg and saved_cfg[k] != getattr(cfg, k)]
-        if changed:
-            raise TokenswapError(
-                f"checkpoint {ckpt} was written with other {', '.join(changed)} "
-                f"({', '.join(f'{k}={saved_cfg[k]}' for k in changed)}); resume with the same "
-                "values or pass --no-resume with a new --out")
-        # On the CPU: RNG states must stay CPU tensors; the optimizer moves its own state.
-        state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
-        saved = Hypernet.load(ckpt, device=device)
-        for key in ("base_vocab_size", "base_vocab_hash", "base_tokenizer_size"):  # older files
-            if not getattr(saved.config, key):
-                setattr(saved.config, key, getattr(hn.config, key))
-        if saved.config != hn.config:
-            raise TokenswapError(f"checkpoint {ckpt} is for another model or hypernet shape")
-        hn.load_state_dict(saved.state_dict())
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        step = int(state["step"])
-
-    evaluator = _Evaluator(eval_texts, sampler, source_tok, cfg, device, hn.config.max_pieces) \
-        if eval_texts and ctx.main else None
-    identity_pair = None
-    log = (out / LOG_FILE).open("a") if ctx.main else None
-    deadline = start_time + cfg.minutes * 60 if cfg.minutes is not None else math.inf
-    last = stop_after if stop_after is not None else cfg.steps
-    loss_value = None
-    bar = _progress_bar(progress and ctx.main, cfg.steps, step)
-    try:
-        if evaluator is not None and step == 0:  # the untrained hypernet is FVT: the baseline
-            write_jsonl(log, {"step": 0, **evaluator(hn, lm, source)})
-        while (last is None or step < last) and time.perf_counter() < deadline:
-            t0 = time.perf_counter()
-            batch = batch_for_step(chunks, step, cfg.batch_size, cfg.seed)
-            if step < cfg.identity_steps:
-                tokenizer = source_tok
-                if identity_pair is None:
-                    identity_pair = build_pair(source_tok, source_tok)
-                pair = identity_pair
-            else:
-                tokenizer = sampler.sample(sample_pool(chunks, batch, step, cfg),
-                                           seed=(cfg.seed, step))
-                pair = build_pair(source_tok, tokenizer)
-            inputs = PieceInputs.from_pair(pair, hn.config.max_pieces).to(device)
-            ids, mask = encode(tokenizer, batch[ctx.rank::ctx.world], cfg.seq_len, device)
-
-            pred = hn(inputs, source)
-            nats, count = lm.loss_sum(pred, ids, mask)
-            global_count = max(1.0, ctx.sum(count))
-            aux = aux_loss(pred, pair, device, source)
-            loss = nats / global_count + cfg.aux_weight * aux / ctx.world
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            ctx.sum_grads(list(hn.parameters()))
-            grad_norm = torch.nn.utils.clip_grad_norm_(hn.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-
-            loss_value = ctx.sum(float(nats.detach())) / global_count
-            seconds = time.perf_counter() - t0
-            tokens_per_s = global_count / max(seconds, 1e-9)
-            if log is not None and (step % cfg.log_every == 0 or step == 1):
-                write_jsonl(log, {"step": step, "loss": loss_value, "aux": float(aux.detach()),
-                             "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0],
-                             "vocab": len(pair), "truncated": inputs.stats.truncated,
-                             "tokens_per_s": tokens_per_s, "seconds": seconds})
-            if bar is not None:
-                bar.update(step, loss=loss_value, tps=tokens_per_s)
-            if evaluator is not None and step % cfg.eval_every == 0:
-                write_jsonl(log, {"step": step, **evaluator(hn, lm, source)})
-            if step % cfg.checkpoint_every == 0 and ctx.main:
-                save_checkpoint(out, hn, optimizer, scheduler, step, cfg)
-            ctx.barrier()
-        if ctx.main:
-            save_checkpoint(out, hn, optimizer, scheduler, step, cfg)
-            if evaluator is not None and step % cfg.eval_every != 0:
-                write_jsonl(log, {"step": step, **evaluator(hn, lm, source)})
-            hn.save(out)
-        ctx.barrier()
-    finally:
-        if bar is not None:
-            bar.close()
-        if log is not None:
-            log.close()
-    return TrainResult(hypernet=hn, step=step, loss=loss_value, out=out,
-                       seconds=time.perf_counter() - start_time)
+    evaluator = _Evaluator(eval_texts, sampler, bundle.tokenizer, cfg, device,
+                           hn.config.max_pieces) if eval_texts and ctx.main else None
+    task = HypernetTraining(hn, optimizer, lm, source, bundle.tokenizer, sampler, chunks, cfg,
+                            ctx, device, evaluator)
+    done = run(task, optimizer, cfg, out, ctx, resuming=resuming, name="hypernet",
+               progress=progress, stop_after=stop_after,
+               start={"chunks": len(chunks), "parameters": hn.num_parameters()})
+    if ctx.main:
+        hn.save(out)
+    ctx.barrier()
+    return TrainResult(hypernet=hn, step=done.step, loss=done.loss, out=out,
+                       seconds=time.perf_counter() - start_time, train_seconds=done.train_seconds,
+                       train_cpu_seconds=done.train_cpu_seconds)
 
 
 class _Evaluator:
@@ -453,34 +392,11 @@ class _Evaluator:
                 "eval_vocab": len(self.pair), "eval_tokens": count}
 
 
-class _Bar:
-    def __init__(self, total: int | None, done: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(TextColumn("hypernet"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("loss {task.fields[loss]:.3f}"),
-                                 TextColumn("{task.fields[tps]:,.0f} tok/s"),
-                                 TimeRemainingColumn(), transient=False)
-        self.task = self.progress.add_task("train", total=total, completed=done, loss=float("nan"),
-                                           tps=0.0)
-        self.progress.start()
-
-    def update(self, step: int, *, loss: float, tps: float) -> None:
-        self.progress.update(self.task, completed=step, loss=loss, tps=tps)
-
-    def close(self) -> None:
-        self.progress.stop()
-
-
-def _progress_bar(enabled: bool, total: int | None, done: int) -> _Bar | None:
-    return _Bar(total, done) if enabled else None
-
-
 def trained_files(out: str | os.PathLike) -> bool:
     """True when ``out`` holds a finished hypernet."""
     out = Path(out)
     return (out / WEIGHTS_FILE).is_file() and (out / CONFIG_FILE).is_file()
 
 
-__all__ = ["FrozenLM", "TrainConfig", "TrainResult", "aux_loss", "batch_for_step", "chunk_texts",
-           "encode", "save_checkpoint", "train_hypernet"]
+__all__ = ["LOG_FILE", "FrozenLM", "HypernetTraining", "TrainConfig", "TrainResult", "aux_loss",
+           "batch_for_step", "chunk_texts", "encode", "train_hypernet"]

@@ -1,72 +1,68 @@
-"""What the trainers (hypernet, tune) share to checkpoint and resume exactly.
+"""A training output directory: may it be used, and does it hold a checkpoint to resume?
 
-A resumed run reaches the same weights as an uninterrupted one when, besides weights and
-optimizer state, the random number generators continue where they stopped
-(:func:`rng_state` / :func:`set_rng_state`) and the output directory is checked the same way
-before anything is written (:func:`prepare_out`). Writing the checkpoint itself is each
-trainer's business (what goes in differs); both write it with :func:`tokenswap.io.save.atomic_dir`.
+The trainers (``tokenswap tune``, ``tokenswap hypernet train``) write ``out/checkpoint/``
+whole (:mod:`tokenswap.training.checkpoint`, through :func:`tokenswap.io.save.atomic_dir`).
+:func:`prepare_out` first puts back a checkpoint that a swap killed half-way left beside its
+name (:func:`tokenswap.io.save.recover`), so a resume never finds none where one was written.
 """
 
 from __future__ import annotations
 
 import json
-import random
+import shutil
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from tokenswap.errors import TokenswapError
+from tokenswap.io.save import check_writable_parent, recover
 
+LOG_NAME = "log.jsonl"  # a trainer's log; its first line is {"start": ...}
 CHECKPOINT = "checkpoint"  # sub-directory of a training output holding the last checkpoint
-
-
-def rng_state() -> dict:
-    """Python, numpy, torch (and CUDA) generator states."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` saved (torch states must be CPU tensors)."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def prepare_out(out: Path, resume: bool) -> bool:
     """Check a training output directory may be used; True when its checkpoint will be resumed.
 
-    A missing or empty directory starts afresh; one with a checkpoint resumes when ``resume``;
-    anything else is an error (nothing of the user's is overwritten).
+    A missing or empty directory starts afresh, and so does one holding only what a run writes
+    before its first checkpoint (``log.jsonl``, ``best/``: a run killed early; they are
+    removed); one with a checkpoint resumes when ``resume``; anything else is an error
+    (nothing of the user's is overwritten).
     """
     if not out.exists():
-        if not out.resolve().parent.exists():
-            raise TokenswapError(f"the parent directory of {out} does not exist; create it first")
+        check_writable_parent(out)
         return False
     if not out.is_dir():
         raise TokenswapError(f"output {out} exists and is not a directory")
+    recover(out / CHECKPOINT)
     has_checkpoint = (out / CHECKPOINT / "state.pt").is_file()
     if resume and has_checkpoint:
         return True
-    if not any(out.iterdir()):
+    entries = [p for p in out.iterdir() if not p.name.startswith(".")]
+    if not entries:
         return False
-    if resume:
-        raise TokenswapError(f"output {out} exists but holds no checkpoint to resume; "
-                             "choose another --out")
-    raise TokenswapError(f"output {out} already exists; pass --resume to continue from its "
-                         "checkpoint, or choose another --out")
+    if not has_checkpoint and _started_only(out, entries):
+        for entry in entries:  # our own output of a run killed before its first checkpoint
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        return False
+    if has_checkpoint:  # resume is off
+        raise TokenswapError(f"output {out} holds a checkpoint; leave out --no-resume to continue "
+                             "from it, or choose another --out")
+    raise TokenswapError(f"output {out} exists and holds no checkpoint to resume; choose another "
+                         "--out")
 
 
-def write_jsonl(log, record: dict) -> None:
-    """One JSON line, flushed (a log that a killed run leaves readable)."""
-    log.write(json.dumps(record) + "\n")
-    log.flush()
+def _started_only(out: Path, entries: list[Path]) -> bool:
+    """True when ``out`` holds nothing but a training log and a best model, written by us."""
+    if {p.name for p in entries} - {LOG_NAME, "best"}:
+        return False
+    log = out / LOG_NAME
+    if not log.is_file():
+        return False
+    with log.open(encoding="utf-8", errors="replace") as f:
+        first = f.readline()
+    try:
+        return isinstance(json.loads(first), dict) and "start" in json.loads(first)
+    except ValueError:
+        return False
 
 
-__all__ = ["CHECKPOINT", "prepare_out", "rng_state", "set_rng_state", "write_jsonl"]
+__all__ = ["CHECKPOINT", "prepare_out"]

@@ -16,6 +16,10 @@ Swapping Works and Pure bfloat16 Is Enough"). Per optimizer step:
    when only ``minutes`` is given, counted on the wall clock or, with ``clock="cpu"``, on the
    process's CPU clock), gradient clipping.
 
+This module is the tuning :class:`Tuning` task (steps 1-3, held-out scoring, ``out/best``) and
+the model's set-up and export; the loop, budget, schedule, checkpoints, log and progress bar
+are the shared training skeleton's (:mod:`tokenswap.training`).
+
 Every ``eval_every`` steps the model scores the held-out texts with
 :func:`tokenswap.evaluate.bpb.bits_per_byte`, the metric and bytes of ``tokenswap eval``; the
 result goes to ``out/log.jsonl`` and the progress bar, and the best model so far is kept in
@@ -39,10 +43,8 @@ purpose), attention masking at document boundaries inside packed sequences.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import random
 import shutil
 import time
 import warnings
@@ -50,7 +52,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,9 +59,12 @@ from torch import nn
 from tokenswap.distributed import Dist, process_group
 from tokenswap.errors import TokenswapError
 from tokenswap.evaluate.bpb import BpbResult, bits_per_byte
-from tokenswap.io.checkpoint import CHECKPOINT, prepare_out, rng_state, set_rng_state, write_jsonl
-from tokenswap.io.save import atomic_dir
-from tokenswap.tuning.config import RESUME_KEYS, Clock, Precision, Schedule, Stage, TuneConfig
+from tokenswap.io.checkpoint import CHECKPOINT
+from tokenswap.io.save import atomic_dir, save_model
+from tokenswap.training.checkpoint import TaskState, open_output, seed_everything
+from tokenswap.training.log import LOG_FILE
+from tokenswap.training.loop import run
+from tokenswap.tuning.config import Precision, Stage, TuneConfig
 from tokenswap.tuning.data import batch_indices, pack, rank_micro_batches
 from tokenswap.tuning.precision import bf16_warning
 from tokenswap.tuning.stages import (
@@ -73,7 +77,6 @@ from tokenswap.tuning.stages import (
 
 BEST = "best"
 ADAPTER = "adapter"
-LOG_FILE = "log.jsonl"
 
 
 @dataclass
@@ -140,34 +143,69 @@ def _load_state(model: nn.Module, optimizer, model_sd: dict, optim_sd: dict, ctx
     set_optimizer_state_dict(model, optimizer, optim_sd, options=opts)
 
 
-# ----------------------------------------------------------------------------- schedule
+# ----------------------------------------------------------------------------- the task
 
 
-def lr_factor(cfg: TuneConfig, step: int, progress: float) -> float:
-    """Multiplier of the peak learning rate at ``step`` (``progress`` in [0, 1] of the run).
+class Tuning:
+    """The tuning :class:`~tokenswap.training.loop.Task`: next-token loss on packed sequences,
+    the embedding-only stage, held-out bits/byte and the best model so far in ``out/best``."""
 
-    The warm-up is ``warmup_steps``, capped at a tenth of the run: of ``steps``, or of the
-    steps a time budget is on course for (``step / progress``, known after the first step).
-    Uncapped, a 20-step warm-up would fill most of a 30-step budget and its embedding-only
-    stage: a transferred model's new rows would train at a fraction of their learning rate.
-    """
-    if cfg.steps is not None:
-        run = cfg.steps
-    elif step > 0 and progress > 0:
-        run = int(step / progress)
-    else:
-        run = 10 * cfg.warmup_steps
-    warmup = min(cfg.warmup_steps, max(1, run // 10))
-    if step < warmup:
-        return (step + 1) / (warmup + 1)
-    if cfg.schedule == Schedule.CONSTANT:
-        return 1.0
-    if cfg.steps is not None:  # decay over the steps after warm-up
-        progress = min(1.0, (step - warmup) / max(1, cfg.steps - warmup))
-    progress = min(1.0, max(0.0, progress))
-    if cfg.schedule == Schedule.LINEAR:
-        return max(0.0, 1.0 - progress)
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
+    def __init__(self, model: nn.Module, optimizer, emb: list, body: list, blocks: torch.Tensor,
+                 tokenizer, eval_texts: list[str], cfg: TuneConfig, ctx: Dist,
+                 device: torch.device, out: Path, provenance: dict) -> None:
+        self.model, self.optimizer, self.emb, self.body = model, optimizer, emb, body
+        self.blocks, self.tokenizer, self.eval_texts = blocks, tokenizer, eval_texts
+        self.cfg, self.ctx, self.device, self.out, self.provenance = cfg, ctx, device, out, provenance
+        self.global_count = cfg.batch_size * (cfg.seq_len - 1)  # predicted tokens per step
+        self.embeddings_only: bool | None = None  # the stage set on the model now
+        self.best_bpb, self.best_step = math.inf, None
+
+    def step(self, step: int, progress: float) -> dict:
+        cfg, ctx = self.cfg, self.ctx
+        embeddings_only = cfg.stage == Stage.EMBEDDINGS or progress < cfg.embedding_fraction
+        if embeddings_only != self.embeddings_only:
+            set_stage(self.model, self.emb, self.body, embeddings_only)
+            self.embeddings_only = embeddings_only
+        rows = batch_indices(len(self.blocks), step, cfg.batch_size, cfg.seed)
+        nats_local = 0.0
+        # FSDP averages gradients over ranks; the global normalisation wants their sum.
+        scale = ctx.world if ctx.fsdp else 1
+        for micro in rank_micro_batches(rows, ctx.rank, ctx.world, cfg.grad_accum):
+            ids = self.blocks[micro].to(self.device)  # (b, T)
+            logits = self.model(input_ids=ids, use_cache=False).logits  # (b, T, V)
+            nats = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                                   ids[:, 1:].reshape(-1), reduction="sum")
+            (nats * scale / self.global_count).backward()
+            nats_local += float(nats.detach())
+            del logits, nats
+        return {"loss": ctx.sum(nats_local) / self.global_count, "tokens": self.global_count,
+                "stage": "embeddings" if embeddings_only else cfg.stage.value}
+
+    def evaluate(self, step: int) -> dict | None:
+        if not self.eval_texts:
+            return None
+        res = _held_out(self.model, self.tokenizer, self.eval_texts, self.cfg, self.ctx)
+        if res.bits_per_byte < self.best_bpb:
+            self.best_bpb, self.best_step = res.bits_per_byte, step
+            _export(self.model, self.tokenizer, self.out / BEST, self.ctx, {
+                **self.provenance, "tune": {**self.cfg.to_dict(), "step": step,
+                                            "eval_bpb": self.best_bpb}})
+        return {"eval_bpb": res.bits_per_byte, "eval_bits": res.bits, "eval_bytes": res.bytes,
+                "eval_tokens": res.tokens, "best_bpb": self.best_bpb}
+
+    def state(self) -> TaskState:
+        model_sd, optim_sd = _full_state(self.model, self.optimizer, self.ctx)  # collective
+        return TaskState(model_sd, optim_sd, {"best_bpb": self.best, "best_step": self.best_step})
+
+    def load(self, state: TaskState) -> None:
+        _load_state(self.model, self.optimizer, state.model, state.optimizer, self.ctx)
+        best = state.extra["best_bpb"]
+        self.best_bpb = float(best) if best is not None else math.inf
+        self.best_step = state.extra["best_step"]
+
+    @property
+    def best(self) -> float | None:
+        return None if self.best_bpb == math.inf else self.best_bpb
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -205,11 +243,7 @@ def tune_model(
                                  "use data parallel (drop --fsdp)")
         rank_micro_batches(list(range(cfg.batch_size)), 0, ctx.world, cfg.grad_accum)  # checks
         blocks = pack(bundle.tokenizer, texts, cfg.seq_len)
-        resuming = prepare_out(out, resume)
-        ctx.barrier()  # every rank has checked `out` before rank 0 creates it
-        if ctx.main:
-            out.mkdir(exist_ok=True)
-        ctx.barrier()
+        resuming = open_output(out, resume, ctx)
         return _train(bundle, blocks, out, cfg, list(eval_texts or []), device, ctx, resuming,
                       progress, callback, provenance or {})
 
@@ -219,10 +253,7 @@ def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts:
            device: torch.device, ctx: Dist, resuming: bool, progress: bool, callback,
            provenance: dict) -> TuneResult:
     start_time = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
-
+    seed_everything(cfg.seed)
     model = bundle.model.to(device)
     if cfg.precision == Precision.BF16:
         slow = bf16_warning(device) if ctx.main else None
@@ -236,159 +267,36 @@ def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts:
     model.train()
     emb, body = parameter_groups(model, cfg)  # after sharding: FSDP2 swaps the parameters
     emb_lr = cfg.embedding_lr if cfg.embedding_lr is not None else cfg.lr
-    groups = [{"params": emb, "lr": emb_lr, "peak_lr": emb_lr, "weight_decay": 0.0}]
+    groups = [{"params": emb, "lr": emb_lr, "weight_decay": 0.0}]
     if body:
-        groups.append({"params": body, "lr": cfg.lr, "peak_lr": cfg.lr,
-                       "weight_decay": cfg.weight_decay})
+        groups.append({"params": body, "lr": cfg.lr, "weight_decay": cfg.weight_decay})
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
-
-    step, train_seconds, best_bpb, best_step = 0, 0.0, math.inf, None
-    train_cpu_seconds = 0.0  # this process's CPU time in training steps (all its threads)
-    if resuming:
-        ckpt = out / CHECKPOINT
-        saved = json.loads((ckpt / "state.json").read_text())
-        old = saved["config"]
-        changed = [k for k in RESUME_KEYS if old.get(k) != cfg.to_dict()[k]]
-        if changed:
-            values = ", ".join(f"{k}={old.get(k)}" for k in changed)
-            raise TokenswapError(
-                f"checkpoint {ckpt} was written with other {', '.join(changed)} ({values}); "
-                "resume with the same values or choose another --out")
-        state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
-        model_sd = torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True)
-        _load_state(model, optimizer, model_sd, state["optimizer"], ctx)
-        del model_sd
-        set_rng_state(state["rng"])
-        step, train_seconds = int(state["step"]), float(state["train_seconds"])
-        train_cpu_seconds = float(state.get("train_cpu_seconds", 0.0))
-        best_bpb = float(state["best_bpb"]) if state["best_bpb"] is not None else math.inf
-        best_step = state["best_step"]
-
     tokenizer = bundle.tokenizer
-    budget = cfg.minutes * 60 if cfg.minutes is not None else math.inf
-    global_count = cfg.batch_size * (cfg.seq_len - 1)  # predicted tokens per step, all ranks
-    log = (out / LOG_FILE).open("a") if ctx.main else None
-    bar = _Bar(cfg.steps, step) if progress and ctx.main else None
-    loss_value, eval_bpb, last_eval_step = None, None, -1
-    saved_step = step if resuming else -1
-    run_meta = {"steps": cfg.steps, "minutes": cfg.minutes, "ranks": ctx.world,
-                "sequences": len(blocks), "tokens": int(blocks.numel())}
-
-    def evaluate() -> dict:
-        nonlocal best_bpb, best_step, eval_bpb, last_eval_step
-        res = _held_out(model, tokenizer, eval_texts, cfg, ctx)
-        eval_bpb, last_eval_step = res.bits_per_byte, step
-        record = {"step": step, "train_seconds": train_seconds,
-                  "train_cpu_seconds": train_cpu_seconds, "eval_bpb": res.bits_per_byte,
-                  "eval_bits": res.bits, "eval_bytes": res.bytes, "eval_tokens": res.tokens}
-        if res.bits_per_byte < best_bpb:
-            best_bpb, best_step = res.bits_per_byte, step
-            _export(model, tokenizer, out / BEST, ctx, {
-                **provenance, "tune": {**cfg.to_dict(), "step": step, "eval_bpb": best_bpb}})
-        record["best_bpb"] = best_bpb
-        _write(log, record)
-        if bar is not None:
-            bar.update(step, bpb=res.bits_per_byte)
-        return record
-
-    def checkpoint() -> None:
-        nonlocal saved_step
-        _save_checkpoint(out, model, optimizer, ctx, cfg, {
-            "step": step, "train_seconds": train_seconds, "train_cpu_seconds": train_cpu_seconds,
-            "data_position": step * cfg.batch_size,
-            "best_bpb": None if best_bpb == math.inf else best_bpb, "best_step": best_step})
-        saved_step = step
-
-    try:
-        if resuming:
-            _write(log, {"resumed_from": step, "train_seconds": train_seconds})
-        else:
-            _write(log, {"start": run_meta, "config": cfg.to_dict(),
-                         "trainable_embeddings": sum(p.numel() for p in emb),
-                         "trainable_body": sum(p.numel() for p in body)})
-            if eval_texts:
-                evaluate()  # the starting point: the zero-shot transfer
-        current_stage: bool | None = None
-        while cfg.steps is None or step < cfg.steps:
-            elapsed = ctx.from_main(train_cpu_seconds if cfg.clock == Clock.CPU else train_seconds)
-            if elapsed >= budget:
-                break
-            fraction = step / cfg.steps if cfg.steps else elapsed / budget
-            embeddings_only = cfg.stage == Stage.EMBEDDINGS or fraction < cfg.embedding_fraction
-            if embeddings_only != current_stage:
-                set_stage(model, emb, body, embeddings_only)
-                current_stage = embeddings_only
-            factor = lr_factor(cfg, step, fraction)
-            for group in optimizer.param_groups:
-                group["lr"] = group["peak_lr"] * factor
-
-            t0, cpu0 = time.perf_counter(), time.process_time()
-            rows = batch_indices(len(blocks), step, cfg.batch_size, cfg.seed)
-            nats_local = 0.0
-            # FSDP averages gradients over ranks; the global normalisation wants their sum.
-            scale = ctx.world if ctx.fsdp else 1
-            for micro in rank_micro_batches(rows, ctx.rank, ctx.world, cfg.grad_accum):
-                ids = blocks[micro].to(device)  # (b, T)
-                logits = model(input_ids=ids, use_cache=False).logits  # (b, T, V)
-                nats = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                                       ids[:, 1:].reshape(-1), reduction="sum")
-                (nats * scale / global_count).backward()
-                nats_local += float(nats.detach())
-                del logits, nats
-            trainable = [p for p in model.parameters() if p.requires_grad]
-            ctx.sum_grads(trainable)
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                trainable, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            seconds = time.perf_counter() - t0
-            train_seconds += seconds
-            train_cpu_seconds += time.process_time() - cpu0
-
-            loss_value = ctx.sum(nats_local) / global_count
-            record = {"step": step, "loss": loss_value, "lr": factor * cfg.lr,
-                      "stage": "embeddings" if embeddings_only else cfg.stage.value,
-                      "grad_norm": float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor")
-                                         else grad_norm),
-                      "tokens_per_s": global_count / max(seconds, 1e-9),
-                      "train_seconds": train_seconds, "train_cpu_seconds": train_cpu_seconds}
-            if step % cfg.log_every == 0 or step == 1:
-                _write(log, record)
-            if bar is not None:
-                bar.update(step, loss=loss_value, tps=record["tokens_per_s"])
-            if eval_texts and step % cfg.eval_every == 0:
-                evaluate()
-            if step % cfg.checkpoint_every == 0:
-                checkpoint()
-            if callback is not None:
-                callback(record)
-        if eval_texts and last_eval_step != step:
-            evaluate()
-        if saved_step != step:
-            checkpoint()
-        final = _export(model, tokenizer, out / ".final", ctx, {
-            **provenance, "tune": {**cfg.to_dict(), "step": step, "eval_bpb": eval_bpb,
-                                   "best_bpb": None if best_bpb == math.inf else best_bpb,
-                                   "best_step": best_step, "train_seconds": train_seconds}})
-        if ctx.main:
-            _publish(out / ".final", out)
-            if cfg.stage == Stage.LORA and cfg.save_adapter:
-                with atomic_dir(out / ADAPTER, overwrite=True) as tmp:
-                    model.save_pretrained(tmp)
-            if not cfg.keep_checkpoint:
-                shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
-        ctx.barrier()
-    finally:
-        if bar is not None:
-            bar.close()
-        if log is not None:
-            log.close()
+    task = Tuning(model, optimizer, emb, body, blocks, tokenizer, eval_texts, cfg, ctx, device,
+                  out, provenance)
+    done = run(task, optimizer, cfg, out, ctx, resuming=resuming, name="tune",
+               progress=progress, callback=callback,
+               start={"sequences": len(blocks), "tokens": int(blocks.numel()),
+                      "trainable_embeddings": sum(p.numel() for p in emb),
+                      "trainable_body": sum(p.numel() for p in body)})
+    eval_bpb = done.evaluation["eval_bpb"] if done.evaluation is not None else None
+    final = _export(model, tokenizer, out / ".final", ctx, {
+        **provenance, "tune": {**cfg.to_dict(), "step": done.step, "eval_bpb": eval_bpb,
+                               "best_bpb": task.best, "best_step": task.best_step,
+                               "train_seconds": done.train_seconds}})
+    if ctx.main:
+        _publish(out / ".final", out)
+        if cfg.stage == Stage.LORA and cfg.save_adapter:
+            with atomic_dir(out / ADAPTER, overwrite=True) as tmp:
+                model.save_pretrained(tmp)
+        if not cfg.keep_checkpoint:
+            shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+    ctx.barrier()
     bundle.model = final if final is not None else model
-    return TuneResult(model=final, tokenizer=tokenizer, step=step, loss=loss_value,
-                      eval_bpb=eval_bpb, best_bpb=None if best_bpb == math.inf else best_bpb,
-                      best_step=best_step, out=out, seconds=time.perf_counter() - start_time,
-                      train_seconds=train_seconds, train_cpu_seconds=train_cpu_seconds)
+    return TuneResult(model=final, tokenizer=tokenizer, step=done.step, loss=done.loss,
+                      eval_bpb=eval_bpb, best_bpb=task.best, best_step=task.best_step, out=out,
+                      seconds=time.perf_counter() - start_time, train_seconds=done.train_seconds,
+                      train_cpu_seconds=done.train_cpu_seconds)
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -432,26 +340,9 @@ class _OutsideInferenceMode(nn.Module):
             return self.inner(*args, **kwargs)
 
 
-def _save_checkpoint(out: Path, model: nn.Module, optimizer, ctx: Dist, cfg: TuneConfig,
-                     state: dict) -> None:
-    """Write ``out/checkpoint/`` atomically: weights, optimizer, RNG states, step, clock."""
-    if not (ctx.main or ctx.fsdp):
-        ctx.barrier()
-        return
-    model_sd, optim_sd = _full_state(model, optimizer, ctx)  # collective under FSDP
-    if ctx.main:
-        with atomic_dir(out / CHECKPOINT, overwrite=True) as tmp:
-            torch.save(model_sd, tmp / "model.pt")
-            torch.save({"optimizer": optim_sd, "rng": rng_state(), **state}, tmp / "state.pt")
-            (tmp / "state.json").write_text(json.dumps({**state, "config": cfg.to_dict()},
-                                                       indent=2) + "\n")
-    ctx.barrier()
-
-
 def _export(model: nn.Module, tokenizer, where: Path, ctx: Dist, provenance: dict
             ) -> nn.Module | None:
     """Save the plain model (LoRA merged; FSDP gathered) + tokenizer to ``where`` (rank 0)."""
-    from tokenswap.api import save_model
     from tokenswap.io.models import ModelBundle
 
     if ctx.fsdp:
@@ -485,36 +376,4 @@ def _publish(staged: Path, out: Path) -> None:
     staged.rmdir()
 
 
-def _write(log, record: dict) -> None:
-    if log is not None:
-        write_jsonl(log, record)
-
-
-class _Bar:
-    def __init__(self, total: int | None, done: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(TextColumn("tune"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("loss {task.fields[loss]:.3f}"),
-                                 TextColumn("held-out {task.fields[bpb]:.4f} bits/byte"),
-                                 TextColumn("{task.fields[tps]:,.0f} tok/s"),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
-        self.task = self.progress.add_task("tune", total=total, completed=done,
-                                           loss=float("nan"), bpb=float("nan"), tps=0.0)
-        self.progress.start()
-
-    def update(self, step: int, **fields) -> None:
-        self.progress.update(self.task, completed=step, **fields)
-
-    def close(self) -> None:
-        self.progress.stop()
-
-
-__all__ = ["TuneResult", "lr_factor", "trainable_count", "tune_model"]
+__all__ = ["LOG_FILE", "TuneResult", "Tuning", "trainable_count", "tune_model"]
