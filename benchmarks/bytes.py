@@ -84,8 +84,8 @@ from tokenswap import api
 from tokenswap.bytes.ensemble import COMBINERS, ByteEnsemble
 from tokenswap.bytes.exact import ByteLM
 from tokenswap.bytes.generate import generate, score
-from tokenswap.evaluate.bpb import document_start_id
 from tokenswap.io.models import ModelBundle, load_model
+from tokenswap.scoring.bpb import document_start_id
 from tokenswap.vocab.bytes import ByteVocab
 
 CLASSES = ("mid-token", "space", "boundary")

@@ -30,9 +30,9 @@ from common import CORPORA, cap, corpus_split, machine, markdown_table, write_re
 from peers import CACHE
 
 from tokenswap import api
-from tokenswap.evaluate.bpb import bits_per_byte
 from tokenswap.init import auxiliary
 from tokenswap.io.models import ModelBundle, load_model, load_tokenizer
+from tokenswap.scoring.bpb import bits_per_byte
 
 GRIDS: dict[str, dict[str, list]] = {
     "focus": {"focus_temperature": [0.03, 0.1, 0.3, 1.0], "focus_mix": [0.0, 0.25, 0.5]},

@@ -145,7 +145,7 @@ def original_score(model, tokenizer, texts: list[str], max_length: int, score):
     window (the same held-out bytes are scored by several benchmarks)."""
     import hashlib
 
-    from tokenswap.evaluate.bpb import BpbResult
+    from tokenswap.scoring.bpb import BpbResult
 
     key = hashlib.sha1(("\0".join(texts) + f"\0{max_length}").encode()).hexdigest()
     path = CACHE / "original-scores.json"

@@ -41,11 +41,11 @@ from common import (
 )
 
 from tokenswap import api
-from tokenswap.evaluate.bpb import bits_per_byte
 from tokenswap.hypernet.model import Hypernet, PieceInputs
 from tokenswap.hypernet.train import LOG_FILE, train_hypernet
 from tokenswap.init.hypernet import ExactMode
 from tokenswap.io.models import ModelBundle, load_model, load_tokenizer
+from tokenswap.scoring.bpb import bits_per_byte
 from tokenswap.vocab.pair import build_pair
 
 TRAIN_LANGUAGES = ("de", "ru", "code", "en")

@@ -74,10 +74,10 @@ from peers import deepfocus as peer_deepfocus
 from peers import mergekit_tokensurgeon as peer_mergekit
 
 from tokenswap import api
-from tokenswap.evaluate.bpb import BpbResult, bits_per_byte
 from tokenswap.init import list_methods
 from tokenswap.io.corpus import Document
 from tokenswap.io.models import ModelBundle, load_model, load_tokenizer
+from tokenswap.scoring.bpb import BpbResult, bits_per_byte
 
 CACHE = peers.CACHE
 PEERS = {peer_mergekit.NAME: peer_mergekit, peer_deepfocus.NAME: peer_deepfocus}

@@ -22,10 +22,10 @@ from common import DOMAINS, PeakMemory, machine, markdown_table, write_results
 
 from tokenswap import api
 from tokenswap.demo import take_bytes
-from tokenswap.evaluate.bpb import bits_per_byte
 from tokenswap.init import list_methods
 from tokenswap.io.corpus import read_corpus, split_corpus
 from tokenswap.io.models import ModelBundle, load_model
+from tokenswap.scoring.bpb import bits_per_byte
 
 
 def main() -> int:

@@ -13,7 +13,7 @@ One run on the packaged SmolLM2-135M, per target (German man pages, Python's sta
    ``--cpu-minutes`` (the same CPU time in training steps: a smaller vocabulary's cheaper
    output layer buys more steps) or ``--minutes`` (wall clock); evaluation time never counts;
 3. every ``--eval-every`` steps each model scores the same held-out bytes (the 24 KB split of
-   every other benchmark) with ``tokenswap.evaluate.bpb.bits_per_byte``; at the end the
+   every other benchmark) with ``tokenswap.scoring.bpb.bits_per_byte``; at the end the
    published model is scored again in float32.
 
 Writes results/<name>.{json,md,png} (``--name``, default ``tune``). The goal (issue 5): after
@@ -40,9 +40,9 @@ import torch
 from common import CACHE, RESULTS, cap, corpus_split, machine, markdown_table, target_tokenizer, write_results
 
 from tokenswap import api
-from tokenswap.evaluate.bpb import bits_per_byte
 from tokenswap.io.checkpoint import CHECKPOINT
 from tokenswap.io.models import ModelBundle, load_model, load_tokenizer
+from tokenswap.scoring.bpb import bits_per_byte
 from tokenswap.tuning import tune_model
 from tokenswap.tuning.loop import LOG_FILE
 

@@ -22,8 +22,8 @@ import torch
 from common import CACHE, cap, corpus_split, markdown_table, write_results
 from tune import curve_args
 
-from tokenswap.evaluate.bpb import document_start_id
 from tokenswap.io.models import load_model
+from tokenswap.scoring.bpb import document_start_id
 from tokenswap.tuning.data import batch_indices, pack
 
 BUCKETS = ((0, 0), (1, 9), (10, 99), (100, 999), (1000, 10**12))

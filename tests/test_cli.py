@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tokenswap.cli import main
-from tokenswap.errors import TokenswapError
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -93,16 +92,17 @@ def test_hypernet_train_then_transfer(tmp_path, tiny_model_dir, german_tokenizer
         train = ["hypernet", "train", "--model", str(tiny_model_dir), "--corpus", str(corpus),
                  "--steps", "2", "--out", str(hn), "--batch-size", "2", "--seq-len", "16",
                  "--vocab-min", "300", "--vocab-max", "350", "--sample-texts", "4",
-                 "-O", "d_model=32", "-O",
-                 "n_layers=1", "-O", "n_heads=2", "-O", "d_ff=64", "-O", "warmup_steps=1",
-                 "-O", "noise_std=0.5"]
+                 "--d-model", "32", "--n-layers", "1", "--n-heads", "2", "--d-ff", "64",
+                 "--warmup-steps", "1", "--noise-std", "0.5"]
         assert main(train) == 0
         assert "2 steps" in capsys.readouterr().out
         assert (hn / "hypernet.safetensors").is_file() and (hn / "log.jsonl").is_file()
         assert main([*train, "--no-resume"]) == 2
         assert "leave out --no-resume" in capsys.readouterr().err
-        assert main([*train, "-O", "d_modle=3"]) == 2
-        assert "did you mean 'd_model'" in capsys.readouterr().err
+        assert main([*train, "--d-modle", "3"]) == 2
+        assert "--d-model" in capsys.readouterr().err
+        assert main([*train[:-2], "--steps", "0"]) == 2
+        assert "--steps must be at least 1" in capsys.readouterr().err
 
         tok = tmp_path / "tok"
         german_tokenizer.save_pretrained(tok)

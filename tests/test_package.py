@@ -86,3 +86,15 @@ def test_no_import_cycles():
     for name in sorted(graph):
         if state.get(name) is None:
             visit(name)
+
+
+def test_api_names_are_not_shadowed_by_subpackages():
+    """``import tokenswap.x.y`` sets ``tokenswap.x`` to the subpackage: no public function may
+    share a subpackage's name (``tokenswap.evaluate`` was once shadowed that way)."""
+    code = ("import tokenswap, tokenswap.scoring.bpb, tokenswap.commands.eval; "
+            "print(callable(tokenswap.evaluate), callable(tokenswap.transfer))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]
+    subpackages = {p.name for p in SRC.iterdir() if (p / "__init__.py").is_file()}
+    subpackages |= {p.stem for p in SRC.glob("*.py")}
+    assert not set(tokenswap._EXPORTS) & subpackages

@@ -14,8 +14,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import tokenswap
-from tokenswap.evaluate.bpb import bits_per_byte
 from tokenswap.io.models import default_gguf_path, load_model
+from tokenswap.scoring.bpb import bits_per_byte
 
 pytestmark = pytest.mark.slow
 STDLIB = Path(sysconfig.get_paths()["stdlib"])

@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it (imported lazily by __getattr__)
+# public name -> module that defines it (imported lazily by __getattr__). No name may equal a
+# subpackage's: importing tokenswap.audit.x sets tokenswap.audit to the package (the audit
+# workflow is tokenswap.api.audit; bits per byte live in tokenswap.scoring, not .evaluate).
 _EXPORTS = {
     "transfer": "tokenswap.api",
     "evaluate": "tokenswap.api",
     "tokenizer_train": "tokenswap.api",
     "tune": "tokenswap.api",
     "hypernet_train": "tokenswap.api",
-    "audit": "tokenswap.api",
     "glitch": "tokenswap.api",
     "mixture": "tokenswap.api",
     "save_model": "tokenswap.api",
@@ -30,7 +31,6 @@ _EXPORTS = {
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on demand
     from tokenswap.api import (  # noqa: F401
-        audit,
         evaluate,
         glitch,
         hypernet_train,

@@ -29,7 +29,6 @@ from tokenswap.config import (
     help_of,
     parse_value,
     read_config_file,
-    type_name,
     unwrap_optional,
 )
 from tokenswap.errors import TokenswapError, did_you_mean

@@ -146,8 +146,8 @@ def test_hypernet_applies_unchanged_to_a_fine_tuned_copy(tmp_path, source_tokeni
 
     from test_train import TINY
 
-    from tokenswap.evaluate.bpb import bits_per_byte
     from tokenswap.hypernet.train import train_hypernet
+    from tokenswap.scoring.bpb import bits_per_byte
     from tokenswap.tuning import tune_model
 
     base = ModelBundle(tiny_llama(len(source_tokenizer), seed=0), source_tokenizer, "tiny-base")

@@ -14,8 +14,8 @@ from conftest import tiny_llama
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tokenswap import api
-from tokenswap.io import save
 from tokenswap.errors import TokenswapError
+from tokenswap.io import save
 from tokenswap.io.models import ModelBundle
 from tokenswap.io.save import atomic_dir, exchange, recover, remove_leftovers
 

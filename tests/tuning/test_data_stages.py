@@ -7,7 +7,7 @@ import torch
 from conftest import ENGLISH, GERMAN, tiny_llama
 
 from tokenswap.errors import TokenswapError
-from tokenswap.evaluate.bpb import document_start_id
+from tokenswap.scoring.bpb import document_start_id
 from tokenswap.tuning.config import Stage, TuneConfig
 from tokenswap.tuning.data import batch_indices, pack, rank_micro_batches
 from tokenswap.tuning.stages import (

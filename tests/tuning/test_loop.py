@@ -17,8 +17,8 @@ from conftest import ENGLISH, GERMAN, tiny_llama
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 from tokenswap.errors import TokenswapError
-from tokenswap.evaluate.bpb import bits_per_byte
 from tokenswap.io.models import ModelBundle
+from tokenswap.scoring.bpb import bits_per_byte
 from tokenswap.training import loop as training_loop
 from tokenswap.tuning import tune_model
 from tokenswap.tuning.config import TuneConfig

@@ -34,7 +34,7 @@ Add a metric with :func:`metric`::
     def tokens_per_byte(enc: Encoded) -> float:
         return enc.n_tokens / enc.n_bytes
 
-Left out: metrics that need a model (bits per byte: :mod:`tokenswap.evaluate`), morphological
+Left out: metrics that need a model (bits per byte: :mod:`tokenswap.scoring`), morphological
 alignment (needs gold segmentations), and Unicode whitespace other than ASCII in word splitting.
 """
 

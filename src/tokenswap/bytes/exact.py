@@ -11,7 +11,7 @@ arXiv 2410.09303), implemented from the papers.
 What is computed
 ----------------
 The model starts from ``context`` (token ids, default the document-start token: ``bos``, else
-``eos``, as :mod:`tokenswap.evaluate.bpb` scores) and emits tokens; each text token appends
+``eos``, as :mod:`tokenswap.scoring.bpb` scores) and emits tokens; each text token appends
 its canonical bytes (:class:`~tokenswap.vocab.bytes.ByteVocab`), and a token that emits no text
 (``eos`` and every other special token, or a padded output row) ends the text. Then
 
@@ -179,7 +179,7 @@ class ByteLM:
                                if d == b" "]
             self.first_index = CoverIndex(first, rows)
         if context is None:
-            from tokenswap.evaluate.bpb import document_start_id
+            from tokenswap.scoring.bpb import document_start_id
 
             context = [document_start_id(tokenizer)]
         if not context:

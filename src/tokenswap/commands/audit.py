@@ -159,6 +159,8 @@ def audit_tokenizers(
     written there atomically. ``progress`` is called with a line of text per step.
     Returns an :class:`~tokenswap.audit.report.AuditReport`.
     """
+    from transformers import PreTrainedTokenizerBase
+
     from tokenswap.audit.metrics import (
         METRICS,
         TokenizerInfo,
@@ -171,7 +173,6 @@ def audit_tokenizers(
     from tokenswap.io.corpus import Document
     from tokenswap.io.models import as_tokenizer
     from tokenswap.io.save import atomic_dir, check_output_dir
-    from transformers import PreTrainedTokenizerBase
 
     if not tokenizers:
         raise TokenswapError("no tokenizer to audit; pass at least one tokenizer or model spec")

@@ -1,6 +1,6 @@
 """``tokenswap eval``: score models in bits per byte and tokens per byte on the same bytes.
 
-The metric is :func:`tokenswap.evaluate.bpb.bits_per_byte`; here models are loaded one at a
+The metric is :func:`tokenswap.scoring.bpb.bits_per_byte`; here models are loaded one at a
 time (and released), timed, and reported side by side with ratios to the first row.
 """
 
@@ -34,7 +34,7 @@ class Config:
 class EvalRow:
     name: str
     vocab_size: int
-    result: Any  # tokenswap.evaluate.bpb.BpbResult
+    result: Any  # tokenswap.scoring.bpb.BpbResult
     seconds: float
 
     def to_dict(self) -> dict:
@@ -72,8 +72,8 @@ def evaluate_models(models: Sequence, texts: Sequence[str], *, names: Sequence[s
                     max_length: int = 1024, batch_size: int = 8, device=None, dtype=None,
                     progress: bool = True) -> EvalReport:
     """Bits per byte and tokens per byte of every model (spec or bundle) on the same ``texts``."""
-    from tokenswap.evaluate.bpb import bits_per_byte
     from tokenswap.io.models import ModelBundle, as_bundle
+    from tokenswap.scoring.bpb import bits_per_byte
 
     if not texts:
         raise TokenswapError("no text to evaluate on; pass --text with held-out files")

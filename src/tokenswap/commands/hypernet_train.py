@@ -28,18 +28,25 @@ class Config:
     max_bytes: int | None = option(None, "Read at most this much text.")
     resume: bool = option(True, "Continue from --out's checkpoint when there is one.")
     device: str | None = option(None, "torch device, e.g. cpu, cuda, cuda:1.")
-    training: TrainConfig = option(default_factory=TrainConfig, help="The training options.")
+    training: TrainConfig | None = option(None, help="The training options.")
     eval_texts: Sequence[str] | None = option(None, "Held-out texts (Python only).", cli=False)
     progress: bool = option(True, "Show a progress bar.", cli=False)
 
 
 def run(cfg: Config):
     """A :class:`~tokenswap.hypernet.train.TrainResult`; the hypernet is saved to ``out``."""
-    from tokenswap.config import to_dict
+    import os
+
     from tokenswap.errors import TokenswapError
     from tokenswap.hypernet.train import train_hypernet
+    from tokenswap.io.checkpoint import prepare_out
     from tokenswap.io.corpus import corpus_texts
     from tokenswap.io.models import as_bundle
+
+    if cfg.training is None:
+        raise TokenswapError("say how long to train: --steps or --minutes")
+    if os.environ.get("RANK", "0") == "0":  # bad outputs fail before any model loads
+        prepare_out(Path(cfg.out), cfg.resume)
 
     texts = corpus_texts(cfg.corpus, max_bytes=cfg.max_bytes)
     if not texts:
@@ -48,9 +55,8 @@ def run(cfg: Config):
     if eval_texts is None and cfg.eval_corpus is not None:
         eval_texts = corpus_texts(cfg.eval_corpus)
     bundle = as_bundle(cfg.model, device=cfg.device)
-    options = {f: getattr(cfg.training, f) for f in to_dict(cfg.training)}
     return train_hypernet(bundle, texts, cfg.out, eval_texts=eval_texts, device=cfg.device,
-                          resume=cfg.resume, progress=cfg.progress, **options)
+                          resume=cfg.resume, progress=cfg.progress, **vars(cfg.training))
 
 
 def show(result, cfg: Config, console) -> None:

@@ -31,7 +31,7 @@ class Config:
     max_bytes: int | None = option(None, "Read at most this much training text.")
     resume: bool = option(True, "Continue from --out's checkpoint when there is one.")
     device: str | None = option(None, "torch device, e.g. cpu, cuda, cuda:1.")
-    training: TuneConfig = option(default_factory=TuneConfig, help="The tuning options.")
+    training: TuneConfig | None = option(None, help="The tuning options.")
     texts: Sequence[str] | None = option(None, "Training texts (Python only).", cli=False)
     eval_texts: Sequence[str] | None = option(None, "Held-out texts (Python only).", cli=False)
     progress: bool = option(True, "Show a progress bar.", cli=False)
@@ -49,7 +49,8 @@ def run(cfg: Config):
     from tokenswap.io.models import as_bundle
     from tokenswap.tuning import tune_model
 
-    training = cfg.training
+    if cfg.training is None:
+        raise TokenswapError("say how long to train: --steps or --minutes")
     if os.environ.get("RANK", "0") == "0":  # bad outputs fail before any model loads
         prepare_out(Path(cfg.out), cfg.resume)
     texts = cfg.texts if cfg.texts is not None else corpus_texts(cfg.corpus,
@@ -65,7 +66,7 @@ def run(cfg: Config):
         provenance["transfer"] = json.loads((bundle.path / "tokenswap.json").read_text())
     return tune_model(bundle, texts, cfg.out, eval_texts=eval_texts, device=cfg.device,
                       resume=cfg.resume, progress=cfg.progress, callback=cfg.callback,
-                      provenance=provenance, **training.to_dict())
+                      provenance=provenance, **vars(cfg.training))
 
 
 def show(result, cfg: Config, console) -> None:

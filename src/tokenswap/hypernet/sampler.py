@@ -33,6 +33,7 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from tokenswap.config import option
 from tokenswap.vocab.bytes import ByteVocab, TokenizerFamily, bytes_to_unicode
 
 BYTE_SYMBOLS = tuple(bytes_to_unicode()[b] for b in range(256))
@@ -42,11 +43,11 @@ BYTE_SYMBOLS = tuple(bytes_to_unicode()[b] for b in range(256))
 class SamplerConfig:
     """How tokenizers are drawn (see module docstring)."""
 
-    vocab_min: int = 8192  # smallest vocabulary drawn (including bytes and specials)
-    vocab_max: int = 32768  # largest vocabulary drawn
-    noise_std: float = 1.0  # std of the Gaussian noise added to log substring counts
-    max_chars: int = 16  # longest substring counted, in byte-level characters
-    min_count: int = 2  # substrings seen fewer times are never pieces
+    vocab_min: int = option(8192, "Smallest vocabulary drawn (bytes and specials included).")
+    vocab_max: int = option(32768, "Largest vocabulary drawn.")
+    noise_std: float = option(1.0, "Std of the Gaussian noise added to log substring counts.")
+    max_chars: int = option(16, "Longest substring counted, in byte-level characters.")
+    min_count: int = option(2, "Substrings seen fewer times are never pieces.")
 
 
 class TokenizerSampler:

@@ -64,6 +64,19 @@ from tokenswap.vocab.pair import Provenance, TokenPair, build_pair
 
 
 @dataclass
+class HypernetShape:
+    """The shape of a new hypernet (:class:`~tokenswap.hypernet.model.HypernetConfig`)."""
+
+    d_model: int = option(256, "Width of the hypernet's transformer.")
+    n_layers: int = option(3, "Transformer encoder layers.")
+    n_heads: int = option(4, "Attention heads per layer.")
+    d_ff: int = option(1024, "Feed-forward width per layer.")
+    max_pieces: int = option(8, "Source pieces per target token fed to the transformer.")
+    dropout: float = option(0.0, "Dropout inside the transformer (0 keeps training "
+                                 "deterministic).")
+
+
+@dataclass
 class TrainConfig(TrainingConfig):
     """Options of :func:`train_hypernet`; every field is also a keyword argument."""
 
@@ -93,8 +106,9 @@ class TrainConfig(TrainingConfig):
     sampler: SamplerConfig = option(
         default_factory=SamplerConfig,
         help="How each step's tokenizer is drawn (vocab_min, vocab_max, noise_std, ...).")
-    hypernet: dict = option(
-        default_factory=dict, help='HypernetConfig fields of a new hypernet, e.g. {"d_model": 128}.')
+    hypernet: HypernetShape = option(
+        default_factory=HypernetShape,
+        help="Shape of a new hypernet (d_model, n_layers, ...); a dict in Python.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -340,7 +354,7 @@ def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx:
 
     seed_everything(cfg.seed)
     hn = Hypernet.for_source(source, base_model=bundle.spec, tokenizer=bundle.tokenizer,
-                             **cfg.hypernet).to(device)
+                             **asdict(cfg.hypernet)).to(device)
     hn.train()
     optimizer = torch.optim.AdamW(hn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     evaluator = _Evaluator(eval_texts, sampler, bundle.tokenizer, cfg, device,

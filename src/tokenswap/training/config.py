@@ -63,8 +63,8 @@ class TrainingConfig:
                 setattr(self, f.name, config.parse_value(value, types[f.name], f.name))
         if self.steps is None and self.minutes is None:
             raise TokenswapError("say how long to train: --steps or --minutes")
-        if self.steps is not None and self.steps < 0:
-            raise TokenswapError(f"--steps must be >= 0, got {self.steps}")
+        if self.steps is not None and self.steps < 1:
+            raise TokenswapError(f"--steps must be at least 1, got {self.steps}")
         if self.minutes is not None and not self.minutes > 0:
             raise TokenswapError(f"--minutes must be positive, got {self.minutes}")
         for name in ("batch_size", "eval_every", "checkpoint_every", "log_every"):

@@ -1,6 +1,6 @@
 """Sequence packing: documents become one token stream, cut into equal training sequences.
 
-Every document is encoded exactly as :func:`tokenswap.evaluate.bpb.bits_per_byte` encodes it
+Every document is encoded exactly as :func:`tokenswap.scoring.bpb.bits_per_byte` encodes it
 (``add_special_tokens=False``, ``split_special_tokens=True``) and preceded by the same
 document-start token (``bos``, else ``eos``), so training sees text the way evaluation scores
 it. The stream is cut into sequences of ``seq_len`` tokens; the last partial one is dropped.
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from tokenswap.errors import TokenswapError
-from tokenswap.evaluate.bpb import _encode, document_start_id
+from tokenswap.scoring.bpb import _encode, document_start_id
 
 
 def stream_blocks(sequences: Sequence[Sequence[int]], seq_len: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ the model's set-up and export; the loop, budget, schedule, checkpoints, log and 
 are the shared training skeleton's (:mod:`tokenswap.training`).
 
 Every ``eval_every`` steps the model scores the held-out texts with
-:func:`tokenswap.evaluate.bpb.bits_per_byte`, the metric and bytes of ``tokenswap eval``; the
+:func:`tokenswap.scoring.bpb.bits_per_byte`, the metric and bytes of ``tokenswap eval``; the
 result goes to ``out/log.jsonl`` and the progress bar, and the best model so far is kept in
 ``out/best/`` (a plain model directory). Checkpoints (weights, optimizer, RNG states, step,
 training seconds, best score) go atomically to ``out/checkpoint/``; a run killed at any point
@@ -58,9 +58,9 @@ from torch import nn
 
 from tokenswap.distributed import Dist, process_group
 from tokenswap.errors import TokenswapError
-from tokenswap.evaluate.bpb import BpbResult, bits_per_byte
 from tokenswap.io.checkpoint import CHECKPOINT
 from tokenswap.io.save import atomic_dir, save_model
+from tokenswap.scoring.bpb import BpbResult, bits_per_byte
 from tokenswap.training.checkpoint import TaskState, open_output, seed_everything
 from tokenswap.training.log import LOG_FILE
 from tokenswap.training.loop import run

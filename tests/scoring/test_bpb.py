@@ -15,7 +15,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from tokenswap.errors import TokenswapError
-from tokenswap.evaluate import (
+from tokenswap.scoring import (
     BpbResult,
     bits_per_byte,
     document_start_id,

@@ -1,6 +1,6 @@
-"""Tokenizer-independent evaluation: bits per byte on the same bytes, tokens per byte."""
+"""Tokenizer-independent scoring: bits per byte on the same bytes, tokens per byte."""
 
-from tokenswap.evaluate.bpb import (
+from tokenswap.scoring.bpb import (
     BpbResult,
     bits_per_byte,
     document_start_id,
