@@ -220,3 +220,31 @@ def test_entry_point_usage_error_has_no_traceback():
     proc = run_cli("transfer", "--tokenizr", "x")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("error:")
+
+
+def test_sigint_stops_tokenizer_training_with_130_and_no_output(tmp_path):
+    """The tokenizers library trains in Rust and ignored Ctrl-C until the training was done
+    (and then wrote the output)."""
+    import random
+    import signal
+    import time
+
+    rng = random.Random(0)
+    letters = "abcdefghijklmnopqrstuvwxyzäöüß"
+    words = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 12))) for _ in range(50000)]
+    corpus = tmp_path / "big.txt"
+    with corpus.open("w") as f:
+        for _ in range(4000):
+            f.write(" ".join(rng.choices(words, k=1000)) + "\n\n")
+    out = tmp_path / "tok"
+    proc = subprocess.Popen([sys.executable, "-m", "tokenswap.cli", "tokenizer", "train",
+                             "--corpus", str(corpus), "--out", str(out), "--like", "none",
+                             "--vocab-size", "60000"], stderr=subprocess.PIPE, text=True)
+    time.sleep(12)  # imports, reading ~30 MB, then well inside the training
+    assert proc.poll() is None, "training finished before the interrupt: make the corpus bigger"
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130 and time.monotonic() - start < 10
+    assert "interrupted" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt"]

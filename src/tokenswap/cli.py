@@ -127,26 +127,47 @@ def _help(p: Param) -> str:
     return f"{text} [default: {shown}]"
 
 
+_METAVARS = {str: "TEXT", int: "INTEGER", float: "NUMBER", Path: "PATH"}
+
+
+def _metavar(p: Param) -> str | None:
+    """What --help shows for the option's value: ``PATH``, ``[a|b]``, ``KEY=VALUE``; none for
+    flags."""
+    if p.field.metadata.get("metavar"):
+        return p.field.metadata["metavar"]
+    base, _ = unwrap_optional(p.type)
+    if _is_mapping(p.type):
+        return "KEY=VALUE"
+    if _is_list(p.type):
+        base = base.__args__[0] if getattr(base, "__args__", None) else str
+    if base is bool:
+        return ""
+    if isinstance(base, type) and issubclass(base, enum.Enum):
+        return "[" + "|".join(str(m.value) for m in base) + "]"
+    return _METAVARS.get(base, "VALUE")
+
+
 def _parameter(p: Param) -> inspect.Parameter:
     decls = [p.flag]
     if p.field.metadata.get("short"):
         decls.append(p.field.metadata["short"])
     annotation = _cli_annotation(p)
-    base, _ = unwrap_optional(p.type)
-    metavar = p.field.metadata.get("metavar") or ("KEY=VALUE" if _is_mapping(p.type) else None)
-    if isinstance(base, type) and issubclass(base, enum.Enum):
-        metavar = "[" + "|".join(str(m.value) for m in base) + "]"
+    metavar = _metavar(p)
+    text = _help(p)
+    if _is_list(p.type) or _is_mapping(p.type):
+        text = f"{text} Repeatable." if not p.field.metadata.get("argument") else text
     if p.field.metadata.get("argument"):
-        info = typer.Argument(help=_help(p), show_default=False)
+        info = typer.Argument(help=text, show_default=False,
+                              metavar=p.name.upper().rstrip("S") if _is_list(p.type) else None)
         return inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                                  annotation=Annotated[annotation, info])
     if annotation is bool:
-        if "/" not in p.flag:
+        if "/" not in p.flag and p.default():  # on by default: only --no-x says something
             decls[0] = f"{p.flag}/--no-{p.flag[2:]}"
         default = bool(p.default())
     else:
         default = None
-    info = typer.Option(*decls, help=_help(p), show_default=False, metavar=metavar)
+    info = typer.Option(*decls, help=text, show_default=False, metavar=metavar)
     return inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=Annotated[annotation, info])
 
@@ -246,7 +267,7 @@ def make_command(words: tuple[str, ...]):
     config_param = inspect.Parameter(
         "config", inspect.Parameter.KEYWORD_ONLY, default=None,
         annotation=Annotated[Path | None, typer.Option(
-            "--config", help="YAML file of option values (names as in --help, with _ or -); "
+            "--config", metavar="PATH", help="YAML file of option values (names as in --help, with _ or -); "
                              "options given on the command line win.", show_default=False)])
     command.__signature__ = inspect.Signature([
         inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),

@@ -203,3 +203,17 @@ def test_outputs_that_cannot_be_written_fail_first(tmp_path, where, message):
     for check in (check_output_dir, check_output_file, lambda p: prepare_out(p, True)):
         with pytest.raises(TokenswapError, match=message):
             check(target)
+
+
+def test_outputs_respect_the_umask(tmp_path):
+    from tokenswap.io.save import write_file
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "f.txt").write_text("x")
+        write_file(tmp_path / "r.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644

@@ -87,6 +87,12 @@ def _read_only(path: Path) -> bool:
     return any(resolved == root or resolved.startswith(root + "/") for root in ("/proc", "/sys"))
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def check_output_file(out: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Fail early (before any long job) if file ``out`` cannot be written or would be replaced."""
     out = Path(out)
@@ -102,6 +108,7 @@ def write_file(out: str | os.PathLike, text: str, *, overwrite: bool = False) ->
     """Write ``text`` to a temporary sibling of ``out``, then rename it into place."""
     out = check_output_file(out, overwrite=overwrite)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.resolve().parent)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() would respect umask
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -126,6 +133,7 @@ def atomic_dir(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[P
     parent = out.resolve().parent
     remove_leftovers(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the output must read like save_pretrained's
     try:
         yield tmp
         if not out.exists():

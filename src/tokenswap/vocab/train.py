@@ -93,7 +93,7 @@ def _train_bpe(texts: Sequence[str], vocab_size: int, specials: list[str], like,
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=progress,
     )
-    tok.train_from_iterator(texts, trainer, length=len(texts))
+    interruptible(tok.train_from_iterator, texts, trainer, length=len(texts))
     return tok
 
 
@@ -109,7 +109,7 @@ def _train_unigram(texts: Sequence[str], vocab_size: int, specials: list[str],
         vocab_size=vocab_size - 256, special_tokens=specials, unk_token=unk,
         max_piece_length=16, show_progress=progress,
     )
-    tok.train_from_iterator(texts, trainer, length=len(texts))
+    interruptible(tok.train_from_iterator, texts, trainer, length=len(texts))
     # Append one <0xNN> piece per byte (lowest score) and turn byte fallback on, as
     # SentencePiece does, so that characters never seen in training still encode exactly.
     spec = json.loads(tok.to_str())
@@ -122,3 +122,31 @@ def _train_unigram(texts: Sequence[str], vocab_size: int, specials: list[str],
         {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
         {"type": "ByteFallback"}, {"type": "Fuse"}]}
     return Tokenizer.from_str(json.dumps(spec))
+
+
+def interruptible(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in a worker thread, so that Ctrl-C reaches this thread.
+
+    The tokenizers library trains in Rust without checking Python's signals: called directly,
+    Ctrl-C waits for the whole training and the output is then written. Here the main thread
+    waits in short slices and raises ``KeyboardInterrupt`` at once; the daemon worker is
+    abandoned (its result is never saved) and ends with the process.
+    """
+    import threading
+
+    result: dict = {}
+
+    def work() -> None:
+        try:
+            result["value"] = fn(*args, **kwargs)
+        except BaseException as err:  # re-raised in the caller's thread
+            result["error"] = err
+
+    worker = threading.Thread(target=work, name="tokenswap-train", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.1)
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
