@@ -15,16 +15,25 @@ import psutil
 import torch
 
 RESULTS = Path(__file__).parent / "results"
-CACHE = Path(__file__).parent / ".cache"  # tokenizers, converted models, runs (not in git)
+
+# Man pages are read as the text a reader sees (groff, `man:` specs). Results committed before
+# 2026-12-03 read them as roff source, markup and all: TOKENSWAP_BENCH_MAN=source reproduces
+# those (with its own cache, so tokenizers trained on one text never serve the other).
+MAN_TEXT = os.environ.get("TOKENSWAP_BENCH_MAN", "rendered")
+if MAN_TEXT not in ("rendered", "source"):
+    raise SystemExit(f"TOKENSWAP_BENCH_MAN must be rendered or source, not {MAN_TEXT!r}")
+_MAN = "man:" if MAN_TEXT == "rendered" else ""
+# tokenizers, converted models, runs (not in git)
+CACHE = Path(__file__).parent / ".cache" / ("roff-source" if MAN_TEXT == "source" else "")
 
 # Real text on this machine: German from Debian's manpages-de, Python's standard library.
 DOMAINS = {
-    "de": ["/usr/share/man/de"],
+    "de": [f"{_MAN}/usr/share/man/de"],
     "code": [str(Path(sysconfig.get_paths()["stdlib"]) / "*.py")],
 }
 # + Russian man pages (Debian's manpages-ru) and English ones (the source language, for WECHSEL)
-CORPORA = {**DOMAINS, "ru": ["/usr/share/man/ru"],
-           "en": [f"/usr/share/man/man{s}" for s in (1, 2, 3, 5, 7, 8)]}
+CORPORA = {**DOMAINS, "ru": [f"{_MAN}/usr/share/man/ru"],
+           "en": [f"{_MAN}/usr/share/man/man{s}" for s in (1, 2, 3, 5, 7, 8)]}
 
 
 def corpus_split(name: str, train_bytes: int, heldout_bytes: int, *,
@@ -60,7 +69,7 @@ def cap(docs: list, budget: int) -> list:
 
 
 def machine() -> dict:
-    return {"python": platform.python_version(), "torch": torch.__version__,
+    return {"man_pages": MAN_TEXT, "python": platform.python_version(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count()}
 

