@@ -217,3 +217,11 @@ def test_outputs_respect_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_json_output_is_strict():
+    from tokenswap.io.save import json_text
+
+    text = json_text({"bits": float("nan"), "rows": [float("inf"), 1.5, -float("inf")]})
+    assert json.loads(text) == {"bits": None, "rows": [None, 1.5, None]}
+    assert "NaN" not in text and "Infinity" not in text

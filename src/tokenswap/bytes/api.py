@@ -8,6 +8,7 @@ forward passes, and the certified bound on probability mass lost to pruning.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Sequence
@@ -39,13 +40,16 @@ def _member_stats(lm: ByteLM, text: bytes) -> dict:
 
 def score_text(spec: str, text: str | bytes, *, end_of_text: bool = False,
                device: str | None = None, prune: float | None = None,
-               max_nodes: int = 4096) -> dict:
-    """Bits and bits per byte of ``text`` under one model, exactly over all tokenizations."""
+               max_nodes: int = 4096, progress: bool = False) -> dict:
+    """Bits and bits per byte of ``text`` under one model, exactly over all tokenizations.
+
+    ``progress`` shows a bar over the byte positions on stderr.
+    """
     lm = load_byte_lm(spec, device=device, prune=prune, max_nodes=max_nodes)
     data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
     start = time.perf_counter()
-    with torch.inference_mode():
-        result = score(lm, data, end_of_text=end_of_text)
+    with torch.inference_mode(), _byte_bar(progress) as advance:
+        result = score(lm, data, end_of_text=end_of_text, progress=advance)
     out = result.to_dict(per_byte=True)
     out.update(_member_stats(lm, data), seconds=time.perf_counter() - start)
     return out
@@ -88,6 +92,21 @@ def generate_text(specs: Sequence[str], prompt: str | bytes, *,
             getattr(combine, "value", combine)),
         "members": [_member_stats(lm, full) for lm in members],
     }
+
+
+@contextlib.contextmanager
+def _byte_bar(enabled: bool):
+    """A rich progress bar over byte positions (stderr, removed when done), as a callback."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("scoring bytes"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("bytes", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 __all__ = ["generate_text", "load_byte_lm", "score_text"]

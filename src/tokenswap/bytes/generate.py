@@ -21,7 +21,7 @@ renormalised per-byte distributions would not be.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -124,9 +124,14 @@ class ByteScore:
         return out
 
 
-def score(model: NextByteModel, text: bytes | str, *, end_of_text: bool = False) -> ByteScore:
-    """Bits of ``text`` by the chain rule over bytes (``bytes`` counts the text only)."""
+def score(model: NextByteModel, text: bytes | str, *, end_of_text: bool = False,
+          progress: Callable[[int, int], None] | None = None) -> ByteScore:
+    """Bits of ``text`` by the chain rule over bytes (``bytes`` counts the text only).
+
+    ``progress(done, total)`` is called after every byte position.
+    """
     data = _as_bytes(text)
+    total = len(data) + end_of_text
     bits = []
     if hasattr(model, "prefix_logprob"):  # a ByteLM: differences of log P(prefix)
         prev = 0.0
@@ -134,13 +139,17 @@ def score(model: NextByteModel, text: bytes | str, *, end_of_text: bool = False)
             cur = model.prefix_logprob(data[:k])
             bits.append((prev - cur) / LOG2)
             prev = cur
+            if progress is not None:
+                progress(k, total)
         if end_of_text:
             bits.append((prev - model.logprob(data, end_of_text=True)) / LOG2)
     else:
-        for k in range(len(data) + end_of_text):
+        for k in range(total):
             target = data[k] if k < len(data) else END
             logprob = float(model.next_byte_logprobs(data[:k])[target])
             bits.append(-logprob / LOG2)
+            if progress is not None:
+                progress(k + 1, total)
     return ByteScore(bytes=len(data), bits=sum(bits), per_byte=bits, end_of_text=end_of_text)
 
 

@@ -7,7 +7,6 @@ the corpora, runs every tokenizer over them and assembles the report.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from tokenswap.config import option
 from tokenswap.errors import TokenswapError
+from tokenswap.io.save import json_text
 
 
 @dataclass
@@ -79,7 +79,7 @@ def run(cfg: Config, progress=None):
 
 def show(report, cfg: Config, console) -> None:
     if cfg.as_json:
-        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        print(json_text(report.to_dict(), ensure_ascii=False), end="")
         return
     print_audit(report, console)
     if cfg.out is not None:

@@ -6,12 +6,12 @@ Exact next-byte distributions; several models form a byte-level ensemble
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from tokenswap.bytes.ensemble import Combine
 from tokenswap.commands.bytes_score import MAX_NODES_HELP, PRUNE_HELP
 from tokenswap.config import option
+from tokenswap.io.save import json_text
 
 
 @dataclass
@@ -60,7 +60,7 @@ def run(cfg: Config) -> dict:
 
 def show(result: dict, cfg: Config, console) -> None:
     if cfg.as_json:
-        print(json.dumps(result, indent=2))
+        print(json_text(result), end="")
         return
     passes = sum(m["forward_passes"] for m in result["members"])
     for line in (result["prompt"] + result["output"],

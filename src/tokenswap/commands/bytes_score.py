@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from tokenswap.config import option
+from tokenswap.io.save import json_text
 
 PRUNE_HELP = ("Drop token paths that carry less than this share of the probability of the text so"
               " far; 0 = exact sum over all tokenizations (errors past --max-nodes). The dropped"
@@ -27,6 +27,7 @@ class Config:
     max_nodes: int = option(64, MAX_NODES_HELP)
     as_json: bool = option(False, "Print JSON.", flag="--json")
     device: str | None = option(None, "torch device, e.g. cpu, cuda, cuda:1.")
+    progress: bool = option(True, "Show progress on stderr.", cli=False)
 
 
 def run(cfg: Config) -> dict:
@@ -41,7 +42,8 @@ def run(cfg: Config) -> dict:
     if cfg.max_nodes < 1:
         raise TokenswapError(f"--max-nodes must be at least 1, got {cfg.max_nodes}")
     result = score_text(cfg.model, cfg.text, end_of_text=cfg.end_of_text, device=cfg.device,
-                        prune=cfg.prune or None, max_nodes=cfg.max_nodes)
+                        prune=cfg.prune or None, max_nodes=cfg.max_nodes,
+                        progress=cfg.progress)
     if not cfg.per_byte:
         result.pop("per_byte")
     return result
@@ -49,7 +51,7 @@ def run(cfg: Config) -> dict:
 
 def show(result: dict, cfg: Config, console) -> None:
     if cfg.as_json:
-        print(json.dumps(result, indent=2))
+        print(json_text(result), end="")
         return
     lines = [f"{result['model']}: {result['bits']:.4f} bits over {result['bytes']} bytes = "
              f"{result['bits_per_byte']:.4f} bits/byte ({result['forward_passes']} forward passes,"

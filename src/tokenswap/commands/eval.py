@@ -6,7 +6,6 @@ time (and released), timed, and reported side by side with ratios to the first r
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from typing import Any
 
 from tokenswap.config import option
 from tokenswap.errors import TokenswapError
+from tokenswap.io.save import json_text
 
 
 @dataclass
@@ -60,7 +60,7 @@ class EvalReport:
         return {"rows": rows}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
+        return json_text(self.to_dict())
 
     def write_json(self, path, *, overwrite: bool = True) -> None:
         from tokenswap.io.save import write_file

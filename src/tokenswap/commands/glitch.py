@@ -5,11 +5,11 @@ Tokenizer analysis, embedding indicators and repeat prompts (:mod:`tokenswap.aud
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from tokenswap.config import option
+from tokenswap.io.save import json_text
 
 
 @dataclass
@@ -46,8 +46,7 @@ def run(cfg: Config):
                                 progress=cfg.progress)
     if cfg.out is not None:
         with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
-            (tmp / "glitch.json").write_text(json.dumps(result.to_dict(), indent=2,
-                                                        ensure_ascii=False) + "\n")
+            (tmp / "glitch.json").write_text(json_text(result.to_dict(), ensure_ascii=False))
             (tmp / "glitch.md").write_text(result.to_markdown())
     return result
 

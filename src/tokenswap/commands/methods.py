@@ -5,10 +5,10 @@ Generated from the registry (:mod:`tokenswap.init.registry`): adding a method th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from tokenswap.config import option
+from tokenswap.io.save import json_text
 
 
 @dataclass
@@ -36,7 +36,7 @@ def show(rows: list[dict], cfg: Config, console) -> None:
     from tokenswap.init.registry import REQUIREMENTS
 
     if cfg.as_json:
-        print(json.dumps(rows, indent=2))
+        print(json_text(rows), end="")
         return
     table = Table(title="init methods")
     for col in ("method", "aliases", "what it does", "needs", "paper"):

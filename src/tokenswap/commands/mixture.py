@@ -6,11 +6,11 @@ Hayase et al. 2024, "Data Mixture Inference" (:mod:`tokenswap.audit.mixture`).
 from __future__ import annotations
 
 import enum
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from tokenswap.config import option
+from tokenswap.io.save import json_text
 
 
 class Slack(str, enum.Enum):
@@ -53,7 +53,7 @@ def run(cfg: Config):
                            competitors=cfg.competitors, slack=Slack(cfg.slack).value,
                            progress=cfg.progress)
     if cfg.json_out is not None:
-        write_file(cfg.json_out, json.dumps(result.to_dict(), indent=2) + "\n",
+        write_file(cfg.json_out, json_text(result.to_dict()),
                    overwrite=cfg.overwrite)
     return result
 

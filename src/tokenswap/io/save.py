@@ -259,3 +259,20 @@ def save_model(bundle: ModelBundle, out: str | os.PathLike, *, overwrite: bool =
 
 __all__ = ["atomic_dir", "check_output_dir", "exchange", "recover", "remove_leftovers",
            "save_model"]
+
+
+def json_text(obj, *, indent: int | None = 2, ensure_ascii: bool = True) -> str:
+    """``obj`` as strict JSON: NaN and infinities (which ``json.dumps`` writes as the invalid
+    tokens ``NaN``/``Infinity``) become ``null``."""
+    import math
+
+    def finite(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps(finite(obj), indent=indent, ensure_ascii=ensure_ascii, allow_nan=False) + "\n"
