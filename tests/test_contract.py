@@ -23,7 +23,7 @@ CASES = {
     "out under a file": (["transfer", "--model", M, "--tokenizer", M, "--out",
                           "{tmp}/de.txt/sub"], "is a file, not a directory"),
     "out under /proc": (["tokenizer", "train", "--corpus", "{tmp}/de.txt", "--out",
-                         "/proc/tokenswap-out", "--like", "none"], "read-only"),
+                         "/proc/tokenswap-out", "--like", "none"], "cannot write to"),
     "tune out under a file": (["tune", "--model", M, "--corpus", "{tmp}/de.txt", "--steps", "1",
                                "--out", "{tmp}/de.txt/sub"], "is a file, not a directory"),
     "json into a missing dir": (["eval", "--model", M, "--text", "{tmp}/de.txt", "--json",

@@ -190,8 +190,8 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path):
 
 @pytest.mark.parametrize("where, message", [
     ("file.txt/sub", "is a file, not a directory"),
-    ("/proc/tokenswap-out", "read-only"),
-    ("/sys/tokenswap-out", "read-only"),
+    ("/proc/tokenswap-out", "cannot write to"),
+    ("/sys/tokenswap-out", "cannot write to"),
     ("missing/deeper/out", "does not exist"),
 ])
 def test_outputs_that_cannot_be_written_fail_first(tmp_path, where, message):

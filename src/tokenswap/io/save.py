@@ -68,23 +68,14 @@ def check_writable_parent(out: str | os.PathLike) -> Path:
             break
     if not parent.is_dir():
         raise TokenswapError(f"the parent directory of {out} does not exist; create {parent}")
-    if not os.access(parent, os.W_OK | os.X_OK) or _read_only(parent):
-        raise TokenswapError(f"cannot write to {parent} (read-only or not yours); choose another "
-                             "--out")
+    try:  # a probe says what permission bits cannot: read-only mounts, /proc, /sys, quotas
+        fd, probe = tempfile.mkstemp(prefix=".tokenswap-probe-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise TokenswapError(f"cannot write to {parent} ({err.strerror or err}: read-only or "
+                             "not yours); choose another output path") from None
     return parent
-
-
-def _read_only(path: Path) -> bool:
-    """True on read-only file systems and the kernel's virtual ones (/proc, /sys), where even
-    root cannot create files."""
-    try:
-        stats = os.statvfs(path)
-    except OSError:
-        return False
-    if stats.f_flag & os.ST_RDONLY:
-        return True
-    resolved = str(path.resolve())
-    return any(resolved == root or resolved.startswith(root + "/") for root in ("/proc", "/sys"))
 
 
 def _umask() -> int:
