@@ -120,7 +120,8 @@ def test_hypernet_train_then_transfer(tmp_path, tiny_model_dir, german_tokenizer
         assert not (tmp_path / "o5").exists()
         assert main(["transfer", "--model", str(tiny_model_dir), "--tokenizer", str(tok),
                      "--method", "hypernet", "--out", str(tmp_path / "o2")]) == 2
-        assert "needs --hypernet" in capsys.readouterr().err
+        err = capsys.readouterr().err  # no shipped hypernet fits the tiny model
+        assert "needs --hypernet" in err or "no shipped hypernet for" in err
         assert main(["transfer", "--model", str(out), "--tokenizer", str(tok), "--method",
                      "hypernet", "--hypernet", str(hn), "--out", str(tmp_path / "o3")]) == 2
         err = capsys.readouterr().err

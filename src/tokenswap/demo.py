@@ -2,8 +2,9 @@
 
 The packaged SmolLM2-135M-Instruct gets a byte-level BPE trained on real local text (German man
 pages from Debian's ``manpages-de``, or Python's own standard library source), initialised
-with ``random`` and ``mean``; all three models are scored on the same held-out bytes. Steps
-whose output already exists in ``out`` are reused, so an interrupted demo resumes.
+with ``random``, ``mean`` and, where one ships for the model, the ``hypernet``; every model
+is scored on the same held-out bytes, and the transferred ones continue a prompt greedily.
+Steps whose output already exists in ``out`` are reused, so an interrupted demo resumes.
 """
 
 from __future__ import annotations
@@ -61,7 +62,6 @@ def take_bytes(texts: list[str], budget: int) -> list[str]:
 def run_demo(out: Path, *, domain: str = "de", vocab_size: int = 32000,
              heldout_bytes: int = 16000, device: str | None = None,
              console: Console | None = None) -> EvalReport:
-    import torch
     from rich.console import Console
 
     from tokenswap.commands.eval import evaluate_models
@@ -91,7 +91,10 @@ def run_demo(out: Path, *, domain: str = "de", vocab_size: int = 32000,
 
     models: list = [bundle]
     names = [f"original ({len(bundle.tokenizer):,} tokens)"]
-    for method in ("random", "mean"):
+    from tokenswap.hypernet.shipped import available
+
+    methods = ["random", "mean"] + (["hypernet"] if available() else [])  # the shipped one
+    for method in methods:
         model_dir = out / f"model-{domain}-{method}"
         if not (model_dir / "config.json").is_file():
             copy_ = ModelBundle(model=copy.deepcopy(bundle.model), tokenizer=bundle.tokenizer,
@@ -105,12 +108,19 @@ def run_demo(out: Path, *, domain: str = "de", vocab_size: int = 32000,
         names.append(f"{method} ({len(target):,} tokens)")
 
     report = evaluate_models(models, heldout, names=names, max_length=1024, batch_size=4,
-                          device=device)
+                             device=device)
     report.write_json(out / f"report-{domain}.json")
-    sample = load_model(str(out / f"model-{domain}-mean"), device=device)
-    prompt = PROMPTS[domain]
+    for method in methods[1:]:
+        _greedy_sample(load_model(str(out / f"model-{domain}-{method}"), device=device),
+                       PROMPTS[domain], method, console)
+    return report
+
+
+def _greedy_sample(sample, prompt: str, method: str, console) -> None:
+    """Greedy continuation of ``prompt``: does the model stay in the target language?"""
+    import torch
+
     ids = sample.tokenizer(prompt, return_tensors="pt").to(sample.model.device)
     with torch.inference_mode():
         gen = sample.model.generate(**ids, max_new_tokens=20, do_sample=False)
-    console.print(f"greedy sample from the mean model: {sample.tokenizer.decode(gen[0])!r}")
-    return report
+    console.print(f"greedy sample from the {method} model: {sample.tokenizer.decode(gen[0])!r}")

@@ -18,15 +18,18 @@ class Config:
 
 def run(cfg: Config) -> list[dict]:
     """One dict per method: name, aliases, summary, paper, inputs and declared options."""
+    from tokenswap.hypernet.shipped import available
     from tokenswap.init import list_methods
 
+    shipped = [{"name": h.name, "base": h.base, "results": h.results} for h in available()]
     rows = []
     for m in list_methods():
         describe = getattr(m, "describe_options", None)
         rows.append({"name": m.name, "aliases": list(m.aliases), "summary": m.summary,
                      "paper": m.paper, "url": m.url, "requires": list(m.requires),
                      "accepts": list(m.accepts), "needs_corpus": m.needs_corpus,
-                     "options": describe() if describe is not None else []})
+                     "options": describe() if describe is not None else [],
+                     **({"shipped": shipped} if "hypernet" in m.requires else {})})
     return rows
 
 
@@ -57,3 +60,10 @@ def show(rows: list[dict], cfg: Config, console) -> None:
                             end_section=k == len(m["options"]) - 1)
     if options.row_count:
         console.print(options)
+    for m in rows:
+        for h in m.get("shipped", []):
+            console.print(f"shipped {m['name']}: {h['name']} for {h['base']} ({h['results']}); "
+                          "used without --hypernet", highlight=False)
+        if "shipped" in m and not m["shipped"]:
+            console.print(f"no {m['name']} ships with this installation: train one with "
+                          "`tokenswap hypernet train`", highlight=False)

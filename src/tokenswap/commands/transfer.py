@@ -42,8 +42,10 @@ class Config:
                                  "tokens.")
     max_new_tokens: int | None = option(None, "With --extend: append at most this many tokens "
                                               "(most frequent first).")
-    hypernet: str | None = option(None, "Trained hypernet directory for --method hypernet "
-                                        "(`tokenswap hypernet train`).")
+    hypernet: str | None = option(None, "Hypernet for --method hypernet: a directory from "
+                                        "`tokenswap hypernet train`, or 'default' (the one "
+                                        "shipped for the model; also used when this is "
+                                        "left out).")
     allow_other_base: bool = option(False, "Apply --hypernet to a model that is neither its "
                                            "base nor a recognised fine-tuned variant of it.")
     report_undertrained: int = option(0, "List up to N new tokens whose embeddings look like "
@@ -120,8 +122,13 @@ def run(cfg: Config) -> TransferResult:
     init_options = resolve_options(init, cfg.options)  # bad options fail before any model loads
     if cfg.out is not None:
         check_output_dir(cfg.out, overwrite=cfg.overwrite)
+    from tokenswap.hypernet.shipped import DEFAULT, available
+
+    hypernet = cfg.hypernet
+    if hypernet is None and "hypernet" in init.requires and available():
+        hypernet = DEFAULT  # the shipped one, if it was trained for this model
     given = {"corpus": cfg.corpus, "donor": cfg.donor, "source_corpus": cfg.source_corpus,
-             "dictionary": cfg.dictionary, "hypernet": cfg.hypernet}
+             "dictionary": cfg.dictionary, "hypernet": hypernet}
     missing = [REQUIREMENTS[r] for r in init.requires if not given[r]]
     if missing:
         raise TokenswapError(f"method {init.name!r} needs " + " and ".join(missing))
@@ -149,8 +156,8 @@ def run(cfg: Config) -> TransferResult:
     source_out = bundle.output_embeddings()
     source_bias = bundle.output_bias()
     sources = {"input": source_in, "output": source_out, "bias": source_bias}
-    hypernet_model = bind_hypernet(cfg.hypernet, bundle, allow_other_base=cfg.allow_other_base,
-                                   device=cfg.device) if cfg.hypernet is not None else None
+    hypernet_model = bind_hypernet(hypernet, bundle, allow_other_base=cfg.allow_other_base,
+                                   device=cfg.device) if hypernet is not None else None
 
     cache: dict = {}  # one per transfer: the input, output and bias calls share trained models
 
@@ -227,9 +234,13 @@ def show(result: TransferResult, cfg: Config, console) -> None:
 
 
 def bind_hypernet(hypernet, bundle, *, allow_other_base: bool = False, device=None):
-    """Load a hypernet (path) or take a loaded one, and check it was trained for ``bundle``."""
+    """Load a hypernet (path, or ``"default"``: the shipped one) or take a loaded one, and
+    check it was trained for ``bundle``."""
     from tokenswap.hypernet.model import Hypernet, SourceEmbeddings, load_hypernet
+    from tokenswap.hypernet.shipped import DEFAULT, for_model
 
+    if isinstance(hypernet, str) and hypernet == DEFAULT and not Path(hypernet).exists():
+        return for_model(bundle, device=device)
     source = SourceEmbeddings.from_bundle(bundle)
     if isinstance(hypernet, Hypernet):
         hypernet.check_base(source, bundle.name, tokenizer=bundle.tokenizer,

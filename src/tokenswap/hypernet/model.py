@@ -51,6 +51,7 @@ from tokenswap.vocab.pair import TokenPair
 
 WEIGHTS_FILE = "hypernet.safetensors"
 CONFIG_FILE = "hypernet.json"
+CHECKSUM_FILE = "hypernet.sha256"  # sha256sum format: the weights' and the config's hashes
 FINGERPRINT_KEY = "base.fingerprint"  # in WEIGHTS_FILE, beside the module's own weights
 FINGERPRINT_ROWS = 256
 # Mean (centred) cosine between a model's rows and the base's above which the model counts as
@@ -438,6 +439,10 @@ class Hypernet(nn.Module):
         tmp = out / f".{CONFIG_FILE}.tmp"
         tmp.write_text(self.config.to_json())
         os.replace(tmp, out / CONFIG_FILE)
+        tmp = out / f".{CHECKSUM_FILE}.tmp"
+        tmp.write_text("".join(f"{_sha256(out / name)}  {name}\n"
+                               for name in (WEIGHTS_FILE, CONFIG_FILE)))
+        os.replace(tmp, out / CHECKSUM_FILE)
         return out
 
     @classmethod
@@ -448,6 +453,7 @@ class Hypernet(nn.Module):
         if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
             raise TokenswapError(f"hypernet {path} not found: expected {CONFIG_FILE} and "
                                  f"{WEIGHTS_FILE} in that directory (`tokenswap hypernet train`)")
+        verify_checksums(path)
         try:
             config = HypernetConfig.from_json((path / CONFIG_FILE).read_text())
             state = load_file(str(path / WEIGHTS_FILE))
@@ -458,6 +464,30 @@ class Hypernet(nn.Module):
         model.load_state_dict(state)
         model.path = str(path)
         return model.to(device) if device is not None else model
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checksums(path: Path) -> None:
+    """Refuse a hypernet whose files differ from the hashes recorded when it was saved
+    (``hypernet.sha256``); hypernets saved before checksums existed have none to check."""
+    sums = path / CHECKSUM_FILE
+    if not sums.is_file():
+        return
+    for line in sums.read_text().splitlines():
+        expected, _, name = line.strip().partition("  ")
+        if not name:
+            continue
+        if not (path / name).is_file() or _sha256(path / name) != expected:
+            raise TokenswapError(f"hypernet {path}: {name} does not match its recorded sha256 "
+                                 f"({CHECKSUM_FILE}); the file is damaged or was changed, "
+                                 "reinstall tokenswap or retrain the hypernet")
 
 
 def load_hypernet(path: str | os.PathLike, source: SourceEmbeddings, name: str, *,

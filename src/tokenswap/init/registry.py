@@ -123,7 +123,8 @@ REQUIREMENTS = {
     "donor": "--donor (a model trained with the target tokenizer)",
     "source_corpus": "--source-corpus (text in the source model's language)",
     "dictionary": "--dictionary (a bilingual dictionary, e.g. freedict:deu-eng)",
-    "hypernet": "--hypernet (a trained hypernet directory, see `tokenswap hypernet train`)",
+    "hypernet": "--hypernet (a hypernet directory from `tokenswap hypernet train`; a model with "
+                "a shipped hypernet needs none)",
 }
 
 
