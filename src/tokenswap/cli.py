@@ -325,10 +325,16 @@ class Interrupted(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv``; returns the exit code."""
+    import warnings
+
+    # Deprecation notices of libraries are for their callers (us), not for the user's terminal.
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"(?!tokenswap)")
     try:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # our own rich progress bars cover the long steps
+        hf_logging.set_verbosity_error()
         app = build_app()
         try:
             result = app(args=argv, standalone_mode=False, prog_name="tokenswap")

@@ -38,3 +38,25 @@ def test_smollm2_fine_tuned_copy_is_a_variant_transferred_copy_is_not(tmp_path):
     moved = tokenswap.transfer("default", tok, method="mean").bundle
     with pytest.raises(TokenswapError, match="its tokenizer is not the base's"):
         hn.check_base(SourceEmbeddings.from_bundle(moved), "moved", tokenizer=moved.tokenizer)
+
+
+@pytest.mark.slow
+def test_the_shipped_hypernet_transfers_the_packaged_model_without_a_flag(tmp_path):
+    import subprocess
+    import sys
+
+    from tokenswap.hypernet import shipped
+
+    assert [h.name for h in shipped.available()] == ["smollm2-135m-instruct"]  # it ships
+    tok = tokenswap.tokenizer_train(None, 600, texts=GERMAN * 5, like="default",
+                                    out=tmp_path / "tok")
+    result = tokenswap.transfer("default", tok, method="hypernet", out=tmp_path / "m")
+    assert result.stats.hypernet_base == "base"
+    assert result.stats.input["composed"] > 0
+    # the command line, as the README gives it; another base is refused in one line
+    proc = subprocess.run([sys.executable, "-m", "tokenswap.cli", "transfer", "--model",
+                           str(tmp_path / "m"), "--tokenizer", str(tmp_path / "tok"),
+                           "--method", "hypernet", "--hypernet", "default", "--out",
+                           str(tmp_path / "never")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "no shipped hypernet for" in proc.stderr
+    assert not (tmp_path / "never").exists()
