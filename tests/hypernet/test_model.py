@@ -192,6 +192,7 @@ def test_hypernet_without_fingerprint_needs_the_flag_for_changed_embeddings(tmp_
     assert state.pop(FINGERPRINT_KEY).shape == (min(256, len(source_matrix)),
                                                 source_matrix.shape[1])
     save_file(state, str(tmp_path / "hn" / WEIGHTS_FILE))  # as saved before fingerprints
+    (tmp_path / "hn" / "hypernet.sha256").unlink()  # (and before checksums)
     changed = SourceEmbeddings(source_matrix + 1e-3)
     with pytest.raises(TokenswapError, match="no fingerprint to compare.*--allow-other-base"):
         load_hypernet(tmp_path / "hn", changed, "ft")
