@@ -1,10 +1,12 @@
 """The contract of every command, run as a user runs it (a real process): expected errors and
 usage errors print one line on stderr without a traceback and exit with 2, and nothing new
-appears on disk. (Interrupts: tests/test_cli.py; outputs that exist: tests/io/test_save.py.)"""
+appears on disk; a long command interrupted mid-run exits with 130 and leaves no output.
+(Outputs that exist: tests/io/test_save.py.)"""
 
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 
@@ -75,3 +77,55 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, tmp_path, tiny_m
     assert expected in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert snapshot(tmp_path) == before
+
+
+# Long commands, interrupted mid-run as Ctrl-C does (SIGINT to the process): exit 130, one line,
+# and the output they were asked for is not there (a trainer's resumable checkpoint may be).
+LONG = {
+    "transfer": (["transfer", "--model", M, "--tokenizer", M, "--method", "focus",
+                  "--corpus", "{tmp}/big.txt", "--out", "{tmp}/out"], "out"),
+    "tune": (["tune", "--model", M, "--corpus", "{tmp}/big.txt", "--steps", "100000",
+              "--checkpoint-every", "100000", "--out", "{tmp}/out"], "out/model.safetensors"),
+    "hypernet train": (["hypernet", "train", "--model", M, "--corpus", "{tmp}/big.txt",
+                        "--steps", "100000", "--vocab-min", "300", "--vocab-max", "400",
+                        "--out", "{tmp}/out"], "out/hypernet.safetensors"),
+    "eval": (["eval", "--model", M, "--text", "{tmp}/big.txt", "--json", "{tmp}/out.json"],
+             "out.json"),
+    "bytes score": (["bytes", "score", "--model", M, "--text", "Die Straße ist nass. " * 400],
+                    None),
+    "bytes generate": (["bytes", "generate", "--model", M, "--prompt", "Die Stra",
+                        "--max-bytes", "100000"], None),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(LONG))
+def test_interrupt_mid_run_exits_130_and_writes_no_output(case, tmp_path, tiny_model_dir):
+    import signal
+    import time
+
+    import psutil
+    from conftest import ENGLISH, GERMAN
+
+    rng = random.Random(0)
+    (tmp_path / "big.txt").write_text("\n".join(" ".join(rng.choices(ENGLISH + GERMAN, k=8))
+                                                for _ in range(4000)))
+    args, output = LONG[case]
+    args = [a.format(tmp=tmp_path, model=tiny_model_dir) for a in args]
+    proc = subprocess.Popen([sys.executable, "-m", "tokenswap.cli", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "300", "OMP_NUM_THREADS": "1"})
+    child = psutil.Process(proc.pid)
+    # past the imports and loading (about 4 CPU s), inside the work
+    while proc.poll() is None and sum(child.cpu_times()[:2]) < 9:
+        time.sleep(0.1)
+    assert proc.poll() is None, f"{case} finished before the interrupt: make the work bigger"
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("interrupted"), err
+    if output is not None:
+        assert not (tmp_path / output).exists()
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert leftovers == [], leftovers
