@@ -33,7 +33,10 @@ DOMAINS = {
 }
 # + Russian man pages (Debian's manpages-ru) and English ones (the source language, for WECHSEL)
 CORPORA = {**DOMAINS, "ru": [f"{_MAN}/usr/share/man/ru"],
-           "en": [f"{_MAN}/usr/share/man/man{s}" for s in (1, 2, 3, 5, 7, 8)]}
+           "en": [f"{_MAN}/usr/share/man/man{s}" for s in (1, 2, 3, 5, 7, 8)],
+           # languages no hypernet trains on (benchmarks/hypernet.py --unseen): Debian's
+           # manpages-fr, -ja, -pl
+           **{lang: [f"{_MAN}/usr/share/man/{lang}"] for lang in ("fr", "ja", "pl")}}
 
 
 def corpus_split(name: str, train_bytes: int, heldout_bytes: int, *,

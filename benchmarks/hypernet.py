@@ -49,6 +49,7 @@ from tokenswap.scoring.bpb import bits_per_byte
 from tokenswap.vocab.pair import build_pair
 
 TRAIN_LANGUAGES = ("de", "ru", "code", "en")
+UNSEEN_LANGUAGES = ("fr", "ja", "pl")  # Debian's manpages-fr, -ja, -pl
 
 
 def parse_args() -> argparse.Namespace:
@@ -61,6 +62,10 @@ def parse_args() -> argparse.Namespace:
                    help="optimizer steps after which the targets are scored")
     p.add_argument("--targets", nargs="+", default=["de", "ru", "code", "gemma"],
                    choices=["de", "ru", "code", "gemma"])
+    p.add_argument("--unseen", nargs="*", default=[], choices=sorted(UNSEEN_LANGUAGES),
+                   help="languages never in the hypernet's training text, scored only after the "
+                        "last --marks step (held out for the figures, never used to choose "
+                        "options)")
     p.add_argument("--baselines", nargs="+", default=["mean", "focus"])
     p.add_argument("--vocab-size", type=int, default=32000, help="target BPE vocabularies")
     p.add_argument("--heldout-bytes", type=int, default=24000)
@@ -105,9 +110,9 @@ def training_text(args) -> tuple[list[str], list[str]]:
     return train, valid
 
 
-def targets(args, source: ModelBundle) -> dict[str, dict]:
+def targets(args, source: ModelBundle, names) -> dict[str, dict]:
     out = {}
-    for name in args.targets:
+    for name in names:
         corpus = "de" if name == "gemma" else name
         train, heldout = corpus_split(corpus, args.train_bytes, args.heldout_bytes)
         tok_dir = gemma_dir() if name == "gemma" else \
@@ -182,8 +187,9 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     source = load_model("default")
     texts, valid = training_text(args)
-    tgts = targets(args, source)
-    for name, t in tgts.items():
+    tgts = targets(args, source, args.targets)
+    unseen = targets(args, source, args.unseen)
+    for name, t in {**tgts, **unseen}.items():
         if f"{name}/original" not in points:
             res = original_score(source.model, source.tokenizer, t["heldout"], args.max_length,
                                  lambda m, tok, x, n=name: bits_per_byte(
@@ -201,7 +207,7 @@ def main() -> int:
     for mark in args.marks:
         clock = train_segment(source, texts, valid, mark, args)
         hn = Hypernet.load(args.run / "hypernet")
-        for name, t in tgts.items():
+        for name, t in {**tgts, **(unseen if mark == args.marks[-1] else {})}.items():
             key = hypernet_key(name, mark, args.exact)
             if key not in points:
                 if clock["step"] != mark:  # the saved hypernet is a later step's
@@ -219,25 +225,27 @@ def main() -> int:
                   f"min, {points[key]['train_cpu_seconds'] / 60:.1f} CPU min): "
                   f"{points[key]['bits_per_byte']:.3f}", flush=True)
 
-    report(args, tgts, points, hn.config)
+    report(args, tgts, unseen, points, hn.config)
     return 0
 
 
-def report(args, tgts: dict, points: dict, hn_config) -> None:
+def report(args, tgts: dict, unseen: dict, points: dict, hn_config) -> None:
     rows, entries = [], []
-    for name, t in tgts.items():
+    for name, t in {**tgts, **unseen}.items():
         base = points[f"{name}/original"]["bits_per_byte"]
         found = [("original", points[f"{name}/original"])]
         found += [(m, points[f"{name}/{m}"]) for m in args.baselines]
         found += [(f"hypernet step {mark}", points[hypernet_key(name, mark, args.exact)])
-                  for mark in args.marks]
+                  for mark in (args.marks if name in tgts else args.marks[-1:])]
         for row, p in found:
             entry = {"target": name, "tokenizer": t["label"], "text": t["text"], "row": row,
+                     "in_training_text": name not in unseen,
                      **p, "bpb_ratio": p["bits_per_byte"] / base}
             entries.append(entry)
             minutes = (f"{p['train_seconds'] / 60:.1f} / {p['train_cpu_seconds'] / 60:.1f}"
                        if "train_seconds" in p else "")
-            rows.append([name, row, p["bits_per_byte"], entry["bpb_ratio"], minutes,
+            rows.append([name + " (unseen)" * (name in unseen), row, p["bits_per_byte"],
+                         entry["bpb_ratio"], minutes,
                          f"{p['transfer_seconds']:.0f}" if "transfer_seconds" in p else ""])
     curve = log_curve(args)
     payload = {"machine": machine(), "args": {**vars(args), "run": str(args.run)},

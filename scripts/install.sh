@@ -33,11 +33,11 @@ fi
 if [ "$BENCH" = 1 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   if [ -f /etc/dpkg/dpkg.cfg.d/docker ] || [ -f /etc/dpkg/dpkg.cfg.d/excludes ]; then
     # minimal images exclude man pages: allow the ones the benchmarks read
-    printf 'path-include /usr/share/man/ru/*\npath-include /usr/share/man/man*\n' \
+    printf 'path-include /usr/share/man/%s/*\n' ru fr ja pl 'man*' \
       > /etc/dpkg/dpkg.cfg.d/tokenswap-man-bench
   fi
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq manpages \
-    manpages-dev manpages-ru dict-freedict-deu-eng dict-freedict-eng-rus \
+    manpages-dev manpages-ru manpages-fr manpages-ja manpages-pl dict-freedict-deu-eng dict-freedict-eng-rus \
     debian-reference-en debian-reference-de debian-reference-fr debian-reference-es \
     debian-reference-it debian-reference-pt debian-reference-id debian-reference-ja \
     debian-reference-zh-cn debian-reference-zh-tw

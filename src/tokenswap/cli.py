@@ -257,6 +257,7 @@ def make_command(words: tuple[str, ...]):
             if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
                 given[name] = value
         cfg = build_config(module.Config, params, merge_values(params, given, config))
+        _quiet_libraries()
         try:
             result = module.run(cfg)
         except KeyboardInterrupt:
@@ -319,6 +320,15 @@ def _usage_error_types() -> tuple[type, ...]:
     return tuple(kinds)
 
 
+def _quiet_libraries() -> None:
+    """transformers' info logging and tqdm bars off: our rich progress covers the long steps.
+    Called when a command runs, so that --help does not import transformers."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 class Interrupted(Exception):
     """Ctrl-C inside a command (typer would turn it into a silent exit code)."""
 
@@ -331,10 +341,6 @@ def main(argv: list[str] | None = None) -> int:
     for category in (DeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category, module=r"(?!tokenswap)")
     try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # our own rich progress bars cover the long steps
-        hf_logging.set_verbosity_error()
         app = build_app()
         try:
             result = app(args=argv, standalone_mode=False, prog_name="tokenswap")

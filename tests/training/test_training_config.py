@@ -9,8 +9,7 @@ import pytest
 
 from tokenswap.config import help_of
 from tokenswap.errors import TokenswapError
-from tokenswap.hypernet.sampler import SamplerConfig
-from tokenswap.hypernet.train import TrainConfig
+from tokenswap.hypernet.config import SamplerConfig, TrainConfig
 from tokenswap.training.config import Clock, Schedule, TrainingConfig
 from tokenswap.tuning.config import Stage, TuneConfig
 

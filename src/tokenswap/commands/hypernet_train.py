@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tokenswap.config import option
-from tokenswap.hypernet.train import TrainConfig
+from tokenswap.hypernet.config import TrainConfig
 
 
 @dataclass

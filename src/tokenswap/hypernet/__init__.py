@@ -5,15 +5,19 @@
 (:mod:`tokenswap.init.hypernet`) applies a trained one.
 """
 
-from tokenswap.hypernet.model import (
-    Hypernet,
-    HypernetConfig,
-    PieceInputs,
-    Prediction,
-    SourceEmbeddings,
-    embedding_hash,
-    load_hypernet,
-)
+import importlib
+
+# Lazy, so that reading the options (the CLI's --help) does not import torch.
+_EXPORTS = dict.fromkeys(["Hypernet", "HypernetConfig", "PieceInputs", "Prediction",
+                          "SourceEmbeddings", "embedding_hash", "load_hypernet"], "model")
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = ["Hypernet", "HypernetConfig", "PieceInputs", "Prediction", "SourceEmbeddings",
            "embedding_hash", "load_hypernet"]

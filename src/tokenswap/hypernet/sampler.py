@@ -27,27 +27,15 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from tokenswap.config import option
+from tokenswap.hypernet.config import SamplerConfig
 from tokenswap.vocab.bytes import ByteVocab, TokenizerFamily, bytes_to_unicode
 
 BYTE_SYMBOLS = tuple(bytes_to_unicode()[b] for b in range(256))
-
-
-@dataclass
-class SamplerConfig:
-    """How tokenizers are drawn (see module docstring)."""
-
-    vocab_min: int = option(8192, "Smallest vocabulary drawn (bytes and specials included).")
-    vocab_max: int = option(32768, "Largest vocabulary drawn.")
-    noise_std: float = option(1.0, "Std of the Gaussian noise added to log substring counts.")
-    max_chars: int = option(16, "Longest substring counted, in byte-level characters.")
-    min_count: int = option(2, "Substrings seen fewer times are never pieces.")
 
 
 class TokenizerSampler:

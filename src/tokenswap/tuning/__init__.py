@@ -6,7 +6,18 @@ held-out bits/byte, the best model, data parallel and FSDP ranks, run by the sha
 loop of :mod:`tokenswap.training`: budgets, schedules, checkpoints and exact resume).
 """
 
-from tokenswap.tuning.config import Clock, Precision, Schedule, Stage, TuneConfig
-from tokenswap.tuning.loop import TuneResult, tune_model
+import importlib
+
+# Lazy, so that reading the options (the CLI's --help) does not import torch.
+_EXPORTS = {"Clock": "config", "Precision": "config", "Schedule": "config", "Stage": "config",
+            "TuneConfig": "config", "TuneResult": "loop", "tune_model": "loop"}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = ["Clock", "Precision", "Schedule", "Stage", "TuneConfig", "TuneResult", "tune_model"]
