@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from conftest import HYPERNET_SMALL as SMALL
 from conftest import tiny_llama
+from safetensors import safe_open
 
 from tokenswap.errors import TokenswapError
 from tokenswap.hypernet.model import (
+    FINGERPRINT_KEY,
     Hypernet,
     HypernetConfig,
     PieceInputs,
@@ -109,6 +113,31 @@ def test_save_load_round_trip(tmp_path, pair, source_matrix):
     assert back.config == hn.config
     torch.testing.assert_close(back.predict(pair, source)[0].input,
                                hn.predict(pair, source)[0].input)
+
+
+def test_saved_in_bfloat16_in_half_the_space_loads_as_float32(tmp_path, pair, source_matrix):
+    source = SourceEmbeddings(source_matrix)
+    hn = Hypernet.for_source(source, base_model="tiny", **SMALL)
+    full = (hn.save(tmp_path / "fp32") / "hypernet.safetensors").stat().st_size
+    half = hn.save(tmp_path / "bf16", dtype=torch.bfloat16) / "hypernet.safetensors"
+    with safe_open(half, "pt") as f:  # the base model's fingerprint stays float32
+        assert {f.get_slice(k).get_dtype() for k in f.keys() if k != FINGERPRINT_KEY} == {"BF16"}
+    assert half.stat().st_size < 0.7 * full
+    back = load_hypernet(tmp_path / "bf16", source, "tiny")
+    assert all(p.dtype == torch.float32 for p in back.parameters())
+    torch.testing.assert_close(back.predict(pair, source)[0].input,
+                               hn.predict(pair, source)[0].input, rtol=0.05, atol=0.02)
+
+
+def test_saved_files_are_readable_like_save_pretrained_output(tmp_path, source_matrix):
+    """safetensors' save_file makes 0600 files: a serving user could not read the hypernet."""
+    old = os.umask(0o022)
+    try:
+        out = Hypernet.for_source(SourceEmbeddings(source_matrix), **SMALL).save(tmp_path / "h")
+    finally:
+        os.umask(old)
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in out.iterdir()} == dict.fromkeys(
+        ["hypernet.safetensors", "hypernet.json", "hypernet.sha256"], "0o644")
 
 
 def test_other_model_is_refused_with_one_line(tmp_path, source_tokenizer):

@@ -423,18 +423,24 @@ class Hypernet(nn.Module):
 
     # ------------------------------------------------------------------ save / load
 
-    def save(self, out: str | os.PathLike) -> Path:
+    def save(self, out: str | os.PathLike, *, dtype: torch.dtype = torch.float32) -> Path:
         """Write ``hypernet.safetensors`` and ``hypernet.json`` into the directory ``out``.
 
-        Each file is written to a temporary name and renamed, so a crash leaves the old one.
+        ``dtype=torch.bfloat16`` stores the weights in half the space (the shipped hypernets);
+        :meth:`load` returns float32 parameters either way. Each file is written to a temporary
+        name and renamed, so a crash leaves the old one; files get the umask's permissions.
         """
+        from tokenswap.io.save import as_umask_allows
+
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+                 for k, v in self.state_dict().items()}
         if self.base_fingerprint is not None:
             state[FINGERPRINT_KEY] = self.base_fingerprint.contiguous()
         tmp = out / f".{WEIGHTS_FILE}.tmp"
         save_file(state, str(tmp), metadata={"format": "pt"})
+        as_umask_allows(tmp)
         os.replace(tmp, out / WEIGHTS_FILE)
         tmp = out / f".{CONFIG_FILE}.tmp"
         tmp.write_text(self.config.to_json())

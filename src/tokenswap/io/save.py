@@ -84,6 +84,13 @@ def _umask() -> int:
     return mask
 
 
+def as_umask_allows(path: str | os.PathLike) -> None:
+    """Give the file ``path`` the permissions a plain ``open()`` would (``0o666`` less the
+    umask): writers such as mkstemp and safetensors' ``save_file`` make files 0600, which
+    another user or a serving process cannot read."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def check_output_file(out: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Fail early (before any long job) if file ``out`` cannot be written or would be replaced."""
     out = Path(out)
@@ -99,7 +106,7 @@ def write_file(out: str | os.PathLike, text: str, *, overwrite: bool = False) ->
     """Write ``text`` to a temporary sibling of ``out``, then rename it into place."""
     out = check_output_file(out, overwrite=overwrite)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.resolve().parent)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() would respect umask
+    as_umask_allows(tmp)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
