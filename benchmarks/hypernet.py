@@ -50,6 +50,7 @@ from tokenswap.vocab.pair import build_pair
 
 TRAIN_LANGUAGES = ("de", "ru", "code", "en")
 UNSEEN_LANGUAGES = ("fr", "ja", "pl")  # Debian's manpages-fr, -ja, -pl
+SHIP_NAME = "smollm2-135m-instruct"  # tokenswap.hypernet.shipped.SHIPPED
 
 
 def parse_args() -> argparse.Namespace:
@@ -92,6 +93,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--exact", default="align", choices=[m.value for m in ExactMode],
                    help="hypernet_exact: how tokens the source also has are set (see "
                         "tokenswap.init.hypernet)")
+    p.add_argument("--ship", action="store_true",
+                   help="after the last mark, write the hypernet in bfloat16 to the package "
+                        f"(src/tokenswap/hypernet/weights/{SHIP_NAME}) and score every target "
+                        "with that file")
     p.add_argument("--fresh", action="store_true", help="discard an earlier run's hypernet")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     args = p.parse_args()
@@ -225,8 +230,29 @@ def main() -> int:
                   f"min, {points[key]['train_cpu_seconds'] / 60:.1f} CPU min): "
                   f"{points[key]['bits_per_byte']:.3f}", flush=True)
 
+    if args.ship:
+        ship(source, hn, {**tgts, **unseen}, args, remember, points)
     report(args, tgts, unseen, points, hn.config)
     return 0
+
+
+def ship(source: ModelBundle, hn: Hypernet, tgts: dict, args, remember, points: dict) -> None:
+    """The last mark's hypernet in bfloat16 into the package, and every target scored with it
+    as users get it (``--hypernet default``)."""
+    from tokenswap.hypernet.shipped import WEIGHTS
+    from tokenswap.io.save import atomic_dir
+
+    mark = args.marks[-1]
+    with atomic_dir(WEIGHTS / SHIP_NAME, overwrite=True) as tmp:
+        hn.save(tmp, dtype=torch.bfloat16)
+    for name, t in tgts.items():
+        key = f"{name}/shipped@{mark}"
+        if key not in points:
+            row = transferred(source, t, args, f"{name} shipped", method="hypernet",
+                              hypernet="default", options={"hypernet_exact": args.exact})
+            remember(key, {**row, "step": mark})
+        print(f"[{name}] shipped (bf16) hypernet: {points[key]['bits_per_byte']:.3f}",
+              flush=True)
 
 
 def report(args, tgts: dict, unseen: dict, points: dict, hn_config) -> None:
@@ -237,6 +263,8 @@ def report(args, tgts: dict, unseen: dict, points: dict, hn_config) -> None:
         found += [(m, points[f"{name}/{m}"]) for m in args.baselines]
         found += [(f"hypernet step {mark}", points[hypernet_key(name, mark, args.exact)])
                   for mark in (args.marks if name in tgts else args.marks[-1:])]
+        if f"{name}/shipped@{args.marks[-1]}" in points:
+            found.append(("shipped (bf16)", points[f"{name}/shipped@{args.marks[-1]}"]))
         for row, p in found:
             entry = {"target": name, "tokenizer": t["label"], "text": t["text"], "row": row,
                      "in_training_text": name not in unseen,
