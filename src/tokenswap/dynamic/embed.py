@@ -57,11 +57,13 @@ class MergedEmbeddings:
 
     ``source`` is a :class:`~tokenswap.hypernet.model.SourceEmbeddings` of the base model;
     ``method`` is ``"hypernet"`` (then ``hypernet`` is required) or an init method's name.
+    ``offset``: the hypernet's common offset when already measured (:meth:`offset` of another
+    instance with the same hypernet and source).
     """
 
     def __init__(self, source, tokenizer, *, method: str = HYPERNET, hypernet=None,
-                 align: bool = True, capacity: int = 65536, vocab: ByteVocab | None = None
-                 ) -> None:
+                 align: bool = True, capacity: int = 65536, vocab: ByteVocab | None = None,
+                 offset: torch.Tensor | None = None) -> None:
         from tokenswap.init.registry import get_method
         from tokenswap.vocab.pair import _Decomposer
 
@@ -79,7 +81,7 @@ class MergedEmbeddings:
             if hypernet is None:
                 raise TokenswapError("hypernet embeddings need a hypernet (--hypernet)")
             self.hypernet = hypernet.to(source.input.device).eval()
-            self._offset = None if align else torch.zeros(source.input.shape[1])
+            self._offset = offset if align else torch.zeros(source.input.shape[1])
         else:
             init = get_method(self.method)
             if init.requires:
