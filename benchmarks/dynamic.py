@@ -29,18 +29,23 @@ Columns:
   domains in order; hits / lookups of the distinct new tokens of each batch, counted at the
   batch's first lookup (scoring and prefill look the same tokens up again; not counted).
 
-Run (the committed results are the defaults; ``args`` in the JSON)::
+Run (the committed results: one process per domain, then joined; ``parts`` in the JSON)::
 
-    python benchmarks/dynamic.py --threads 1
+    for d in de en code; do
+      python benchmarks/dynamic.py --threads 1 --examples 6 --batch 3 --domains $d \
+        --name dynamic-$d --part &
+    done; wait
+    python benchmarks/dynamic.py --combine dynamic-de dynamic-en dynamic-code
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import torch
-from common import RESULTS, corpus_split, machine, markdown_table, write_results
+from common import CACHE, RESULTS, corpus_split, machine, markdown_table, write_results
 
 from tokenswap.dynamic import merge_levels
 from tokenswap.dynamic.embed import MergedEmbeddings
@@ -52,6 +57,7 @@ from tokenswap.io.models import load_model
 from tokenswap.scoring.bpb import document_start_id
 
 METHODS = ("hypernet", "mean")
+PARTS = CACHE / "dynamic-parts"
 
 
 def examples(tokenizer, texts, n, context_tokens, continuation_bytes):
@@ -113,15 +119,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--domains", nargs="+", default=["de", "en", "code"])
-    parser.add_argument("--examples", type=int, default=8, help="examples per domain")
-    parser.add_argument("--batch", type=int, default=4, help="texts merged together")
+    parser.add_argument("--examples", type=int, default=6, help="examples per domain")
+    parser.add_argument("--batch", type=int, default=3, help="texts merged together")
     parser.add_argument("--context-tokens", type=int, default=512)
     parser.add_argument("--continuation-bytes", type=int, default=256)
     parser.add_argument("--reductions", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4])
     parser.add_argument("--train-bytes", type=int, default=3_000_000)
     parser.add_argument("--heldout-bytes", type=int, default=400_000)
     parser.add_argument("--name", default="dynamic")
+    parser.add_argument("--part", action="store_true",
+                        help="write benchmarks/.cache/dynamic-parts/NAME.json only (one process "
+                             "per domain; --combine joins them)")
+    parser.add_argument("--combine", nargs="+", metavar="PART",
+                        help="join parts written with --part into results/NAME.{json,md,png}")
     args = parser.parse_args()
+    if args.combine:
+        combine(args.name, args.combine)
+        return
     torch.set_num_threads(args.threads)
     wall0, cpu0 = time.perf_counter(), time.process_time()
 
@@ -207,8 +221,33 @@ def main() -> None:
                "cache": cache_stats, "offset_cpu_s": offset_cpu, "cpu_seconds": time.process_time() - cpu0,
                "wall_seconds": time.perf_counter() - wall0,
                "hypernet": str(getattr(hypernet, "path", "")), "hypernet_base": hypernet.base_match}
-    write_results(args.name, payload, report(payload))
-    plot(payload, RESULTS / f"{args.name}.png")
+    if args.part:
+        PARTS.mkdir(parents=True, exist_ok=True)
+        (PARTS / f"{args.name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    else:
+        write_results(args.name, payload, report(payload))
+        plot(payload, RESULTS / f"{args.name}.png")
+    print(report(payload))
+
+
+def combine(name: str, parts: list[str]) -> None:
+    """One results file from per-domain parts (each its own process, its own caches)."""
+    loaded = [json.loads((PARTS / f"{p}.json").read_text()) for p in parts]
+    payload = {"parts": [{"name": p, "args": d["args"], "cpu_seconds": d["cpu_seconds"],
+                          "wall_seconds": d["wall_seconds"]} for p, d in zip(parts, loaded,
+                                                                            strict=True)],
+               "args": loaded[0]["args"], "machine": loaded[0]["machine"],
+               "rows": [r for d in loaded for r in d["rows"]],
+               "domains": {k: v for d in loaded for k, v in d["domains"].items()},
+               "cache": {f"{'+'.join(d['domains'])} {k}": v for d in loaded
+                         for k, v in d["cache"].items()},
+               "offset_cpu_s": loaded[0]["offset_cpu_s"],
+               "cpu_seconds": sum(d["cpu_seconds"] for d in loaded),
+               "wall_seconds": max(d["wall_seconds"] for d in loaded),
+               "hypernet": loaded[0]["hypernet"], "hypernet_base": loaded[0]["hypernet_base"]}
+    payload["args"] = {**payload["args"], "domains": list(payload["domains"])}
+    write_results(name, payload, report(payload))
+    plot(payload, RESULTS / f"{name}.png")
     print(report(payload))
 
 
