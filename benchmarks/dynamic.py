@@ -15,8 +15,9 @@ the same code path with no merges.
 
 Columns:
 
-* ``reduction``: achieved share of fewer context tokens (a requested reduction beyond the
-  batch's word-level limit stops at that limit; it is then scored once and marked);
+* ``reduction``: achieved share of fewer context tokens; ``(limit)``: short of the request by
+  more than half a point, because a batch ran out of allowed merges (its word-level limit: every
+  pre-tokenizer word is one token); a level that repeats a lower one is scored once;
 * ``bits/byte``, ``x base``: continuation bits per byte and its ratio to the base context's;
 * ``prefill CPU s``: process CPU time of one forward pass over the contexts only
   (``inputs_embeds``, KV cache on), summed over batches, and its ratio to the base;
@@ -246,6 +247,8 @@ def combine(name: str, parts: list[str]) -> None:
                "wall_seconds": max(d["wall_seconds"] for d in loaded),
                "hypernet": loaded[0]["hypernet"], "hypernet_base": loaded[0]["hypernet_base"]}
     payload["args"] = {**payload["args"], "domains": list(payload["domains"])}
+    for r in payload["rows"]:  # a batch stopped at its word-level limit short of the request
+        r["at_limit"] = r["reduction"] < r["requested"] - 0.005
     write_results(name, payload, report(payload))
     plot(payload, RESULTS / f"{name}.png")
     print(report(payload))
