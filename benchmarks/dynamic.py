@@ -36,7 +36,15 @@ Run (the committed results: one process per domain, then joined; ``parts`` in th
       python benchmarks/dynamic.py --threads 1 --examples 6 --batch 3 --domains $d \
         --name dynamic-$d --part &
     done; wait
-    python benchmarks/dynamic.py --combine dynamic-de dynamic-en dynamic-code
+    python benchmarks/dynamic.py --threads 1 --examples 6 --batch 3 --domains de \
+        --name dynamic-de-static --part --static
+    python benchmarks/dynamic.py --combine dynamic-de dynamic-de-static dynamic-en dynamic-code
+
+``--static`` rows (``static mean``, ``static hypernet``): SmolLM2 transferred to the domain's
+32k BPE (``benchmarks/common.py::target_tokenizer``, the one every benchmark uses), the same
+contexts and continuations tokenized by it (the continuation too: that is what a static swap
+does), scored on the same bytes; ``new tokens`` is then the vocabulary's size and ``x base``
+of the prefill compares with the base row of another process.
 """
 
 from __future__ import annotations
@@ -127,6 +135,9 @@ def main() -> None:
     parser.add_argument("--reductions", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4])
     parser.add_argument("--train-bytes", type=int, default=3_000_000)
     parser.add_argument("--heldout-bytes", type=int, default=400_000)
+    parser.add_argument("--static", action="store_true",
+                        help="instead: static transfers to the domain's 32k BPE (mean, hypernet) "
+                             "scored on the same examples")
     parser.add_argument("--name", default="dynamic")
     parser.add_argument("--part", action="store_true",
                         help="write benchmarks/.cache/dynamic-parts/NAME.json only (one process "
@@ -144,6 +155,8 @@ def main() -> None:
     model, tok = bundle.model, bundle.tokenizer
     hypernet = for_model(bundle)
     source = SourceEmbeddings.from_bundle(bundle)
+    if args.static:
+        return static(args, bundle, hypernet, wall0, cpu0)
     levels_wanted = [0.0, *args.reductions]
     first = MergedEmbeddings(source, tok, method="hypernet", hypernet=hypernet)
     offset, offset_cpu = cpu_seconds(first.offset)  # measured once, shared by every cache
@@ -231,6 +244,51 @@ def main() -> None:
     print(report(payload))
 
 
+def static(args, bundle, hypernet, wall0, cpu0) -> None:
+    """Rows of a static transfer to the domain's 32k BPE (benchmarks/common.py's cached one):
+    the model gets the BPE's vocabulary (``mean`` or ``hypernet`` rows), the same contexts and
+    continuations are tokenized by it, the continuation scored (same bytes as the dynamic rows)."""
+    from common import target_tokenizer
+
+    from tokenswap import api
+    from tokenswap.io.models import load_tokenizer
+
+    rows = []
+    for domain in args.domains:
+        train, held = corpus_split(domain, args.train_bytes, args.heldout_bytes)
+        pairs = examples(bundle.tokenizer, held, args.examples, args.context_tokens,
+                         args.continuation_bytes)
+        contexts, conts = [p[0] for p in pairs], [p[1] for p in pairs]
+        tok_dir = target_tokenizer(domain, train, 32000, "default")
+        new_tok = load_tokenizer(tok_dir)
+        base = merge_levels(bundle.tokenizer, contexts, [0.0])[0]
+        base_score = score_continuations(bundle.model, bundle.tokenizer, base, conts)
+        for method in ("mean", "hypernet"):
+            moved = api.transfer(load_model("default"), new_tok, method=method,
+                                 **({"hypernet": hypernet} if method == "hypernet" else {}))
+            model_s, tok_s = moved.bundle.model, moved.bundle.tokenizer
+            seq = merge_levels(tok_s, contexts, [0.0])[0]
+            score = score_continuations(model_s, tok_s, seq, conts)
+            pre = prefill(model_s, tok_s, seq, None)
+            bpb = score.bits_per_byte
+            rows.append({
+                "domain": domain, "method": f"static {method}", "requested": None,
+                "reduction": 1 - seq.tokens / base.tokens, "at_limit": False,
+                "bits_per_byte": bpb, "bpb_ratio": bpb / base_score.bits_per_byte,
+                "continuation_bytes": sum(score.bytes), "continuation_tokens": sum(score.tokens),
+                "context_tokens": seq.tokens, "base_context_tokens": base.tokens,
+                "new_tokens": len(tok_s), "prefill_cpu_s": pre[0], "prefill_ratio": None,
+                "kv_cache_mb": pre[1], "embed_cpu_s": 0.0, "merge_cpu_s": 0.0,
+                "base_bits_per_byte": base_score.bits_per_byte})
+            print(rows[-1], flush=True)
+            del moved, model_s
+    PARTS.mkdir(parents=True, exist_ok=True)
+    payload = {"args": vars(args), "machine": machine(), "rows": rows, "domains": {},
+               "cache": {}, "offset_cpu_s": 0.0, "cpu_seconds": time.process_time() - cpu0,
+               "wall_seconds": time.perf_counter() - wall0, "static": True}
+    (PARTS / f"{args.name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+
+
 def combine(name: str, parts: list[str]) -> None:
     """One results file from per-domain parts (each its own process, its own caches)."""
     loaded = [json.loads((PARTS / f"{p}.json").read_text()) for p in parts]
@@ -242,13 +300,19 @@ def combine(name: str, parts: list[str]) -> None:
                "domains": {k: v for d in loaded for k, v in d["domains"].items()},
                "cache": {f"{'+'.join(d['domains'])} {k}": v for d in loaded
                          for k, v in d["cache"].items()},
-               "offset_cpu_s": loaded[0]["offset_cpu_s"],
+               "offset_cpu_s": max(d["offset_cpu_s"] for d in loaded),
                "cpu_seconds": sum(d["cpu_seconds"] for d in loaded),
                "wall_seconds": max(d["wall_seconds"] for d in loaded),
                "hypernet": loaded[0]["hypernet"], "hypernet_base": loaded[0]["hypernet_base"]}
+    payload["rows"].sort(key=lambda r: list(payload["domains"]).index(r["domain"]))
+    for r in payload["rows"]:  # static rows: prefill against the base row of their domain
+        if r["prefill_ratio"] is None:
+            base = next(b for b in payload["rows"]
+                        if b["domain"] == r["domain"] and b["method"] == "base")
+            r["prefill_ratio"] = r["prefill_cpu_s"] / base["prefill_cpu_s"]
     payload["args"] = {**payload["args"], "domains": list(payload["domains"])}
     for r in payload["rows"]:  # a batch stopped at its word-level limit short of the request
-        r["at_limit"] = r["reduction"] < r["requested"] - 0.005
+        r["at_limit"] = r["requested"] is not None and r["reduction"] < r["requested"] - 0.005
     write_results(name, payload, report(payload))
     plot(payload, RESULTS / f"{name}.png")
     print(report(payload))
@@ -263,9 +327,11 @@ def report(payload) -> str:
     table = markdown_table(
         ["domain", "embeddings", "requested", "reduction", "bits/byte", "x base",
          "prefill CPU s", "x base", "KV cache MB", "new tokens", "embed CPU s", "merge CPU s"],
-        [[r["domain"], r["method"], f"{r['requested']:.0%}",
+        [[r["domain"], r["method"],
+          "-" if r["requested"] is None else f"{r['requested']:.0%}",
           f"{r['reduction']:.3f}" + (" (limit)" if r["at_limit"] else ""), r["bits_per_byte"],
-          f"{r['bpb_ratio']:.4f}", r["prefill_cpu_s"], f"{r['prefill_ratio']:.3f}", r["kv_cache_mb"],
+          f"{r['bpb_ratio']:.4f}", r["prefill_cpu_s"],
+          "-" if r["prefill_ratio"] is None else f"{r['prefill_ratio']:.3f}", r["kv_cache_mb"],
           r["new_tokens"], r["embed_cpu_s"], r["merge_cpu_s"]] for r in payload["rows"]])
     cache = markdown_table(["cache (method@reduction)", "hits", "misses", "hit rate"],
                            [[k, v["hits"], v["misses"], v["hit_rate"]]
