@@ -51,6 +51,10 @@ CASES = {
     "unknown config key": (["tokenizer", "train", "--config", "{tmp}/typo.yaml"],
                            "unknown key 'vocab_sise'"),
     "not a device": (["glitch", "--out", "{tmp}/o", "--device", "gpu0"], "not a torch device"),
+    "dynamic reduction": (["dynamic", "--model", M, "--text", "a b", "--reduction", "1",
+                           "--json", "{tmp}/r.json"], "--reduction must be in [0, 1)"),
+    "dynamic no hypernet": (["dynamic", "--model", M, "--text", "a b", "--json",
+                             "{tmp}/r.json"], "no shipped hypernet for"),
 }
 if not torch.cuda.is_available():
     CASES["no cuda"] = (["glitch", "--out", "{tmp}/o", "--device", "cuda"], "no CUDA device")

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -201,14 +202,20 @@ class PieceInputs:
 
     @classmethod
     def from_pair(cls, pair: TokenPair, max_pieces: int) -> PieceInputs:
-        n = len(pair)
-        lengths = np.fromiter((len(p) for p in pair.pieces), dtype=np.int64, count=n)
+        return cls.from_pieces(pair.pieces, max_pieces)
+
+    @classmethod
+    def from_pieces(cls, pieces: Sequence[Sequence[int]], max_pieces: int) -> PieceInputs:
+        """The inputs of tokens given by their source pieces (one id tuple per token)."""
+        n = len(pieces)
+        lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=n)
         window = np.zeros((n, max_pieces), dtype=np.int64)
-        for i, p in enumerate(pair.pieces):
+        for i, p in enumerate(pieces):
             if p:
                 window[i, : min(len(p), max_pieces)] = p[:max_pieces]
         mask = np.arange(max_pieces)[None, :] < lengths[:, None]
-        flat, owner = pair.flat_pieces()
+        owner = torch.repeat_interleave(torch.arange(n), torch.from_numpy(lengths))
+        flat = torch.tensor([i for p in pieces for i in p], dtype=torch.long)
         stats = PieceStats(tokens=n, truncated=int((lengths > max_pieces).sum()),
                            empty=int((lengths == 0).sum()))
         return cls(torch.from_numpy(window), torch.from_numpy(mask), flat, owner,
