@@ -47,7 +47,10 @@ from tokenswap.tuning import tune_model
 from tokenswap.tuning.loop import LOG_FILE
 
 INITS = ("original", "random", "mean", "focus", "hypernet")
-COLORS = {"random": "C0", "mean": "C1", "focus": "C2", "hypernet": "C3"}  # the same in every plot
+OBJECTIVES = ("lm", "alm", "lm+alm")
+AGREEMENT_PROMPTS, AGREEMENT_BYTES = 32, 32
+COLORS = {"random": "C0", "mean": "C1", "focus": "C2", "hypernet": "C3",  # the same in every plot
+          "alm": "C4", "lm+alm": "C5"}  # distilled curves: by objective
 VOCAB_STYLES = ("-", "-.", ":")  # line style per target vocabulary, largest first
 
 
@@ -57,6 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--targets", nargs="+", default=["de", "code"], choices=["de", "code"])
     p.add_argument("--inits", nargs="+", default=list(INITS), choices=list(INITS))
     p.add_argument("--hypernet", default=None, help="trained hypernet dir for the hypernet row")
+    p.add_argument("--objectives", nargs="+", default=["lm"], choices=list(OBJECTIVES),
+                   help="training losses of the transferred curves (alm, lm+alm: distilled from "
+                        "the original SmolLM2 with its own tokenizer; the teacher's forward "
+                        "passes count in the budget); the control always trains with lm")
     p.add_argument("--minutes", type=float, default=8.0, help="training time per curve")
     p.add_argument("--steps", type=int, default=None,
                    help="optimizer steps per curve instead of --minutes: the same number of "
@@ -123,11 +130,16 @@ def curve_of(out) -> list[dict]:
     return [r for r in map(json.loads, lines) if "eval_bpb" in r]
 
 
+def curve_key(target: str, init: str, vocab: int | None, objective: str = "lm") -> str:
+    return f"{target}-{init}" + (f"-{vocab}" if vocab else "") + \
+        ("" if objective == "lm" else f"-{objective}")
+
+
 def run_curve(source: ModelBundle, target: dict, init: str, vocab: int | None, args,
-              run_dir) -> dict:
+              run_dir, objective: str = "lm") -> dict:
     """Transfer onto the ``vocab``-token BPE (unless the control), tune for the budget, score;
     cached per curve."""
-    key = f"{target['name']}-{init}" + (f"-{vocab}" if vocab else "")
+    key = curve_key(target["name"], init, vocab, objective)
     out, done = run_dir / key, run_dir / f"{key}.json"
     if done.is_file():
         return json.loads(done.read_text())
@@ -151,12 +163,14 @@ def run_curve(source: ModelBundle, target: dict, init: str, vocab: int | None, a
         embedding_lr=args.embedding_lr, warmup_steps=args.warmup_steps,
         eval_every=args.eval_every, eval_max_length=args.max_length, eval_batch_size=4,
         checkpoint_every=100, keep_checkpoint=False, progress=args.progress,
-        provenance={"benchmark": "tune", "init": init})
+        provenance={"benchmark": "tune", "init": init}, objective=objective,
+        teacher=None if objective == "lm" else ModelBundle(
+            model=copy.deepcopy(source.model), tokenizer=source.tokenizer, spec=source.spec))
     cpu = time.process_time() - cpu  # training and evaluation, all threads
     final = load_model(out)  # the published model, scored in float32
     fp32 = bits_per_byte(final.model, final.tokenizer, target["heldout"],
                          max_length=args.max_length, batch_size=4)
-    row = {"target": target["name"], "init": init, "vocab_size": vocab,
+    row = {"target": target["name"], "init": init, "vocab_size": vocab, "objective": objective,
            "command": shlex.join(["python", "benchmarks/tune.py", *sys.argv[1:]]), "steps": result.step,
            "train_seconds": result.train_seconds, "transfer_seconds": transfer_seconds,
            "cpu_seconds": cpu,
@@ -186,6 +200,7 @@ def main() -> int:
                              + " vs ".join(sorted(options)))
         for key, value in (json.loads(options.pop()) if options else {}).items():
             setattr(args, key, value)  # the report describes the curves, not this command
+        add_agreement(run_dir, rows, args)
         report(args, rows, [])
         return 0
     source = load_model("default")
@@ -202,28 +217,86 @@ def main() -> int:
             if init == "hypernet" and not args.hypernet:
                 notes.append(f"{name}: hypernet row not run (no --hypernet DIR given)")
                 continue
-            for vocab in [None] if init == "original" else args.vocab_sizes:
-                row = run_curve(source, target, init, vocab, args, run_dir)
+            for vocab, objective in [(None, "lm")] if init == "original" else [
+                    (v, o) for v in args.vocab_sizes for o in args.objectives]:
+                row = run_curve(source, target, init, vocab, args, run_dir, objective)
                 rows.append(row)
                 print(f"[{name}] {label(row)}: {row['steps']} steps in "
                       f"{row['train_seconds']:.0f} s, bits/byte {row['curve'][0]['eval_bpb']:.3f}"
                       f" -> {row['final_bpb_fp32']:.3f}", flush=True)
+    add_agreement(run_dir, rows, args)
     report(args, rows, notes)
     return 0
 
 
+def prompts(heldout: list[str], n: int = AGREEMENT_PROMPTS, chars: int = 200) -> list[str]:
+    """``n`` held-out prompts of about ``chars`` characters, each ending just before a space
+    (the continuation starts a word), taken at evenly spaced places of the held-out text."""
+    text = "\n".join(heldout)
+    out = []
+    for k in range(n):
+        at = text.find(" ", chars + k * (len(text) - 2 * chars) // n)
+        out.append(text[at - chars:at])
+    return out
+
+
+def greedy_bytes(bundle: ModelBundle, prompt: str, n_bytes: int) -> bytes:
+    """The first ``n_bytes`` of the model's greedy continuation (documents start as in
+    ``bits_per_byte``: the document-start token, then the text)."""
+    from tokenswap.scoring.bpb import document_start_id
+    from tokenswap.vocab.bytes import ByteVocab
+
+    ids = [document_start_id(bundle.tokenizer),
+           *bundle.tokenizer(prompt, add_special_tokens=False)["input_ids"]]
+    out = bundle.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids),
+                                dtype=torch.long), max_new_tokens=n_bytes, do_sample=False,
+                                pad_token_id=bundle.tokenizer.eos_token_id)
+    new = out[0, len(ids):].tolist()
+    return ByteVocab.from_tokenizer(bundle.tokenizer).decode_bytes(new)[:n_bytes]
+
+
+def agreement(student: ModelBundle, teacher: ModelBundle, heldout: list[str]) -> dict:
+    """How often the student's greedy 32-byte continuation of a held-out prompt is the
+    teacher's (the original SmolLM2, untuned), and their mean common prefix in bytes."""
+    same, prefix = 0, 0
+    for p in prompts(heldout):
+        a, b = greedy_bytes(student, p, AGREEMENT_BYTES), greedy_bytes(teacher, p, AGREEMENT_BYTES)
+        same += a == b
+        prefix += next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                       min(len(a), len(b)))
+    n = AGREEMENT_PROMPTS
+    return {"prompts": n, "bytes": AGREEMENT_BYTES, "exact": same / n, "mean_prefix": prefix / n}
+
+
+def add_agreement(run_dir, rows: list[dict], args) -> None:
+    """Greedy agreement with the original of every finished curve, measured once (by the
+    report: a curve's own run never fails on it) and kept in the curve's file."""
+    missing = [r for r in rows if "agreement" not in r]
+    if not missing:
+        return
+    source = load_model("default")
+    for r in missing:
+        _, heldout = corpus_split(r["target"], args.train_bytes, args.heldout_bytes)
+        key = curve_key(r["target"], r["init"], r["vocab_size"], r.get("objective", "lm"))
+        r["agreement"] = agreement(load_model(run_dir / key), source, heldout)
+        (run_dir / f"{key}.json").write_text(json.dumps(r, indent=2) + "\n")
+
+
 def finished_curves(run_dir, targets: list[str]) -> list[dict]:
-    """Every finished curve of a run, the control first, then by init and vocabulary."""
+    """Every finished curve of a run, the control first, then by init, vocabulary, objective."""
     rows = [json.loads(p.read_text()) for p in run_dir.glob("*.json")]
     order = {init: i for i, init in enumerate(INITS)}
     return sorted((r for r in rows if r["target"] in targets),
                   key=lambda r: (targets.index(r["target"]), order[r["init"]],
-                                 -(r.get("vocab_size") or 0)))
+                                 -(r.get("vocab_size") or 0),
+                                 OBJECTIVES.index(r.get("objective", "lm"))))
 
 
 def label(row: dict) -> str:
     vocab = row.get("vocab_size")
-    return row["init"] + (f" {vocab // 1000}k" if vocab else "")
+    objective = row.get("objective", "lm")
+    return row["init"] + (f" {vocab // 1000}k" if vocab else "") + \
+        ("" if objective == "lm" else f" {objective}")
 
 
 def goals(rows: list[dict], key: str) -> dict:
@@ -239,7 +312,8 @@ def goals(rows: list[dict], key: str) -> dict:
         best = min(moved, key=lambda r: r["final_bpb_fp32"])
         ahead = {}
         for vocab in sorted({r["vocab_size"] for r in moved}):
-            by_init = {r["init"]: r for r in moved if r["vocab_size"] == vocab}
+            by_init = {r["init"]: r for r in moved
+                       if r["vocab_size"] == vocab and r.get("objective", "lm") == "lm"}
             order = [k for k in ("random", "mean", "focus", "hypernet") if k in by_init]
             for i, worse in enumerate(order):  # every pair, not only neighbours
                 for better in order[i + 1:]:
@@ -293,10 +367,13 @@ def report(args, rows: list[dict], notes: list[str]) -> None:
                            r["final_bpb_fp32"], ratio, r["tokens_per_byte"], r["steps"],
                            f"{r['train_seconds'] / 60:.1f}",
                            f"{r['cpu_seconds'] / 60:.1f}" if "cpu_seconds" in r else "-",
-                           f"{cpu_per_step(r):.1f}" if cpu_per_step(r) else "-"])
+                           f"{cpu_per_step(r):.1f}" if cpu_per_step(r) else "-",
+                           f"{r['agreement']['exact']:.0%} / {r['agreement']['mean_prefix']:.1f}"
+                           if "agreement" in r else "-"])
     table = markdown_table(["target", "init", "bits/byte before", "bits/byte after",
                             "ratio to tuned original", "tokens/byte", "steps", "minutes",
-                            "CPU minutes (with evals)", "training CPU s/step"],
+                            "CPU minutes (with evals)", "training CPU s/step",
+                            "greedy 32 bytes = original's (share / mean common prefix)"],
                            table_rows)
     key = clock_key(args)
     g = goals(rows, key)
@@ -345,7 +422,8 @@ def plot(args, rows: list[dict], key: str) -> None:
             style = "--" if is_control else VOCAB_STYLES[vocabs.index(r["vocab_size"])
                                                          % len(VOCAB_STYLES)]
             line, = ax.plot(xs, ys, ls=style, marker="o", ms=3,
-                            color="k" if is_control else COLORS.get(r["init"]),
+                            color="k" if is_control else COLORS.get(
+                                r["init"] if r.get("objective", "lm") == "lm" else r["objective"]),
                             label=label(r) + (" (own tokenizer)" if is_control else ""))
             if control is not None and not is_control:
                 gap = gap_curve(r, control, key)
