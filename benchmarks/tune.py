@@ -48,7 +48,7 @@ from tokenswap.tuning.loop import LOG_FILE
 
 INITS = ("original", "random", "mean", "focus", "hypernet")
 OBJECTIVES = ("lm", "alm", "lm+alm")
-AGREEMENT_PROMPTS, AGREEMENT_BYTES = 32, 32
+AGREEMENT_PROMPTS, AGREEMENT_BYTES = 16, 32
 COLORS = {"random": "C0", "mean": "C1", "focus": "C2", "hypernet": "C3",  # the same in every plot
           "alm": "C4", "lm+alm": "C5"}  # distilled curves: by objective
 VOCAB_STYLES = ("-", "-.", ":")  # line style per target vocabulary, largest first
@@ -94,6 +94,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=20, help="steps between held-out scores")
     p.add_argument("--max-length", type=int, default=1024)
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--partial", action="store_true",
+                   help="with --report: also report curves still running (or killed), from "
+                        "their log.jsonl: steps so far, last evaluation as 'after', agreement "
+                        "of their best/ model")
     p.add_argument("--report", action="store_true",
                    help="run nothing: write the report from every finished curve of --name "
                         "(curves run as separate processes, e.g. one per core)")
@@ -193,15 +197,23 @@ def main() -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     if args.report:
         rows = finished_curves(run_dir, args.targets)
+        if args.partial:
+            rows = sorted(rows + partial_curves(run_dir, args.targets, rows),
+                          key=lambda r: order_key(r, args.targets))
         options = {json.dumps({k: getattr(curve_args(r), k)
-                               for k in CURVE_OPTIONS}, sort_keys=True) for r in rows}
+                               for k in CURVE_OPTIONS}, sort_keys=True)
+                   for r in rows if "command" in r}
         if len(options) > 1:
             raise SystemExit(f"the curves of {run_dir} were run with different options: "
                              + " vs ".join(sorted(options)))
         for key, value in (json.loads(options.pop()) if options else {}).items():
             setattr(args, key, value)  # the report describes the curves, not this command
         add_agreement(run_dir, rows, args)
-        report(args, rows, [])
+        notes = ["unfinished curves (stopped before their budget): 'bits/byte after' is their "
+                 "last held-out evaluation, 'steps' and 'minutes' what they trained, the "
+                 "agreement that of their best/ model"] if any(r.get("partial") for r in rows) \
+            else []
+        report(args, rows, notes)
         return 0
     source = load_model("default")
     rows, notes = [], []
@@ -255,12 +267,23 @@ def greedy_bytes(bundle: ModelBundle, prompt: str, n_bytes: int) -> bytes:
     return ByteVocab.from_tokenizer(bundle.tokenizer).decode_bytes(new)[:n_bytes]
 
 
-def agreement(student: ModelBundle, teacher: ModelBundle, heldout: list[str]) -> dict:
+def teacher_continuations(teacher: ModelBundle, heldout: list[str], run_dir) -> list[bytes]:
+    """The original's greedy continuations of :func:`prompts`, computed once per run."""
+    path = run_dir / "teacher-continuations.json"
+    if path.is_file():
+        return [bytes.fromhex(h) for h in json.loads(path.read_text())]
+    out = [greedy_bytes(teacher, p, AGREEMENT_BYTES) for p in prompts(heldout)]
+    path.write_text(json.dumps([b.hex() for b in out]) + "\n")
+    return out
+
+
+def agreement(student: ModelBundle, teacher: ModelBundle, heldout: list[str], run_dir) -> dict:
     """How often the student's greedy 32-byte continuation of a held-out prompt is the
     teacher's (the original SmolLM2, untuned), and their mean common prefix in bytes."""
     same, prefix = 0, 0
-    for p in prompts(heldout):
-        a, b = greedy_bytes(student, p, AGREEMENT_BYTES), greedy_bytes(teacher, p, AGREEMENT_BYTES)
+    theirs = teacher_continuations(teacher, heldout, run_dir)
+    for p, b in zip(prompts(heldout), theirs, strict=True):
+        a = greedy_bytes(student, p, AGREEMENT_BYTES)
         same += a == b
         prefix += next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
                        min(len(a), len(b)))
@@ -278,18 +301,51 @@ def add_agreement(run_dir, rows: list[dict], args) -> None:
     for r in missing:
         _, heldout = corpus_split(r["target"], args.train_bytes, args.heldout_bytes)
         key = curve_key(r["target"], r["init"], r["vocab_size"], r.get("objective", "lm"))
-        r["agreement"] = agreement(load_model(run_dir / key), source, heldout)
-        (run_dir / f"{key}.json").write_text(json.dumps(r, indent=2) + "\n")
+        model_dir = run_dir / key / ("best" if r.get("partial") else "")
+        r["agreement"] = agreement(load_model(model_dir), source, heldout, run_dir)
+        if not r.get("partial"):
+            (run_dir / f"{key}.json").write_text(json.dumps(r, indent=2) + "\n")
+
+
+def partial_curves(run_dir, targets: list[str], finished: list[dict]) -> list[dict]:
+    """Rows of the curves of ``run_dir`` that have not finished, from their logs."""
+    done = {curve_key(r["target"], r["init"], r["vocab_size"], r.get("objective", "lm"))
+            for r in finished}
+    rows = []
+    for log in sorted(run_dir.glob(f"*/{LOG_FILE}")):
+        key = log.parent.name
+        parts = key.split("-")
+        if key in done or parts[0] not in targets or not (log.parent / "best").is_dir():
+            continue
+        records = [json.loads(x) for x in log.read_text().splitlines()]
+        steps = [r for r in records if "loss" in r]
+        curve = [{k: r[k] for k in ("step", "train_seconds", "train_cpu_seconds", "eval_bpb",
+                                    "eval_tokens", "eval_bytes") if k in r}
+                 for r in records if "eval_bpb" in r]
+        if not steps or len(curve) < 2:
+            continue
+        vocab = int(parts[2]) if len(parts) > 2 else None
+        rows.append({"target": parts[0], "init": parts[1], "vocab_size": vocab,
+                     "objective": parts[3] if len(parts) > 3 else "lm", "partial": True,
+                     "config": next(r["config"] for r in records if "config" in r),
+                     "steps": steps[-1]["step"], "train_seconds": steps[-1]["train_seconds"],
+                     "train_cpu_seconds": steps[-1]["train_cpu_seconds"], "curve": curve,
+                     "final_bpb_fp32": curve[-1]["eval_bpb"],
+                     "tokens_per_byte": curve[-1]["eval_tokens"] / curve[-1]["eval_bytes"]})
+    return rows
+
+
+def order_key(r: dict, targets: list[str]) -> tuple:
+    return (targets.index(r["target"]), INITS.index(r["init"]), -(r.get("vocab_size") or 0),
+            OBJECTIVES.index(r.get("objective", "lm")))
 
 
 def finished_curves(run_dir, targets: list[str]) -> list[dict]:
     """Every finished curve of a run, the control first, then by init, vocabulary, objective."""
-    rows = [json.loads(p.read_text()) for p in run_dir.glob("*.json")]
-    order = {init: i for i, init in enumerate(INITS)}
+    rows = [json.loads(p.read_text()) for p in run_dir.glob("*.json")
+            if p.name != "teacher-continuations.json"]
     return sorted((r for r in rows if r["target"] in targets),
-                  key=lambda r: (targets.index(r["target"]), order[r["init"]],
-                                 -(r.get("vocab_size") or 0),
-                                 OBJECTIVES.index(r.get("objective", "lm"))))
+                  key=lambda r: order_key(r, targets))
 
 
 def label(row: dict) -> str:
@@ -363,7 +419,8 @@ def report(args, rows: list[dict], notes: list[str]) -> None:
         control = next((c for c in rows if c["target"] == r["target"] and c["init"] == "original"),
                        None)
         ratio = r["final_bpb_fp32"] / control["final_bpb_fp32"] if control else float("nan")
-        table_rows.append([r["target"], label(r), r["curve"][0]["eval_bpb"],
+        table_rows.append([r["target"], label(r) + (" (unfinished)" if r.get("partial") else ""),
+                           r["curve"][0]["eval_bpb"],
                            r["final_bpb_fp32"], ratio, r["tokens_per_byte"], r["steps"],
                            f"{r['train_seconds'] / 60:.1f}",
                            f"{r['cpu_seconds'] / 60:.1f}" if "cpu_seconds" in r else "-",

@@ -9,7 +9,9 @@ Swapping Works and Pure bfloat16 Is Enough"). Per optimizer step:
    rank takes its share and splits it into ``grad_accum`` micro-batches;
 2. next-token cross-entropy is summed in float32 and divided by the *global* number of
    predicted tokens, so gradients summed over micro-batches and ranks equal the gradient of
-   one process on the whole batch;
+   one process on the whole batch; with ``objective`` ``alm``/``lm+alm`` a frozen teacher (one
+   copy per rank) scores its windows of the same bytes inside the step and the ALM loss of
+   :mod:`.distill` is divided by the *global* number of chunks, likewise;
 3. the stage (:mod:`.stages`) decides which parameters train: embeddings only during the first
    ``embedding_fraction`` of the run, then the whole model or LoRA adapters;
 4. AdamW, linear warm-up, then cosine/linear decay over ``steps`` (or over the time budget
