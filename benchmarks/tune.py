@@ -94,6 +94,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=20, help="steps between held-out scores")
     p.add_argument("--max-length", type=int, default=1024)
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--checkpoint-every", type=int, default=100,
+                   help="steps between checkpoints: a killed curve resumes from the last one")
     p.add_argument("--partial", action="store_true",
                    help="with --report: also report curves still running (or killed), from "
                         "their log.jsonl: steps so far, last evaluation as 'after', agreement "
@@ -166,10 +168,9 @@ def run_curve(source: ModelBundle, target: dict, init: str, vocab: int | None, a
         precision=args.precision, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
         embedding_lr=args.embedding_lr, warmup_steps=args.warmup_steps,
         eval_every=args.eval_every, eval_max_length=args.max_length, eval_batch_size=4,
-        checkpoint_every=100, keep_checkpoint=False, progress=args.progress,
+        checkpoint_every=args.checkpoint_every, keep_checkpoint=False, progress=args.progress,
         provenance={"benchmark": "tune", "init": init}, objective=objective,
-        teacher=None if objective == "lm" else ModelBundle(
-            model=copy.deepcopy(source.model), tokenizer=source.tokenizer, spec=source.spec))
+        teacher=None if objective == "lm" else source)  # frozen; students train on copies
     cpu = time.process_time() - cpu  # training and evaluation, all threads
     final = load_model(out)  # the published model, scored in float32
     fp32 = bits_per_byte(final.model, final.tokenizer, target["heldout"],
@@ -213,6 +214,7 @@ def main() -> int:
                  "last held-out evaluation, 'steps' and 'minutes' what they trained, the "
                  "agreement that of their best/ model"] if any(r.get("partial") for r in rows) \
             else []
+        notes += distill_notes(run_dir, rows)
         report(args, rows, notes)
         return 0
     source = load_model("default")
@@ -294,7 +296,7 @@ def agreement(student: ModelBundle, teacher: ModelBundle, heldout: list[str], ru
 def add_agreement(run_dir, rows: list[dict], args) -> None:
     """Greedy agreement with the original of every finished curve, measured once (by the
     report: a curve's own run never fails on it) and kept in the curve's file."""
-    missing = [r for r in rows if "agreement" not in r]
+    missing = [r for r in rows if "agreement" not in r and r["final_bpb_fp32"] is not None]
     if not missing:
         return
     source = load_model("default")
@@ -305,6 +307,30 @@ def add_agreement(run_dir, rows: list[dict], args) -> None:
         r["agreement"] = agreement(load_model(model_dir), source, heldout, run_dir)
         if not r.get("partial"):
             (run_dir / f"{key}.json").write_text(json.dumps(r, indent=2) + "\n")
+
+
+def distill_notes(run_dir, rows: list[dict]) -> list[str]:
+    """Per transferred curve, its next-token loss by step (nats/token on each step's batch,
+    before the step's update: text the model has not trained on; the same batches for every
+    curve of one vocabulary) and, when distilled, teacher tokens, chunks and the ALM loss."""
+    out = []
+    for r in rows:
+        if r["init"] == "original":
+            continue
+        key = curve_key(r["target"], r["init"], r["vocab_size"], r.get("objective", "lm"))
+        log = run_dir / key / LOG_FILE
+        steps = [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
+        steps = [x for x in steps if "loss" in x]
+        if not steps:
+            continue
+        text = f"{label(r)}: next-token loss by step: " + ", ".join(
+            f"{x.get('lm_loss', x['loss']):.3f}" for x in steps)
+        if "alm_loss" in steps[0]:
+            text += ("; ALM loss by step: " + ", ".join(f"{x['alm_loss']:.3f}" for x in steps)
+                     + f"; per step {np.mean([x['teacher_tokens'] for x in steps]):.0f} teacher "
+                     f"tokens, {np.mean([x['chunks'] for x in steps]):.0f} scored chunks")
+        out.append(text)
+    return out
 
 
 def partial_curves(run_dir, targets: list[str], finished: list[dict]) -> list[dict]:
@@ -322,7 +348,7 @@ def partial_curves(run_dir, targets: list[str], finished: list[dict]) -> list[di
         curve = [{k: r[k] for k in ("step", "train_seconds", "train_cpu_seconds", "eval_bpb",
                                     "eval_tokens", "eval_bytes") if k in r}
                  for r in records if "eval_bpb" in r]
-        if not steps or len(curve) < 2:
+        if not steps or not curve:
             continue
         vocab = int(parts[2]) if len(parts) > 2 else None
         rows.append({"target": parts[0], "init": parts[1], "vocab_size": vocab,
@@ -330,7 +356,8 @@ def partial_curves(run_dir, targets: list[str], finished: list[dict]) -> list[di
                      "config": next(r["config"] for r in records if "config" in r),
                      "steps": steps[-1]["step"], "train_seconds": steps[-1]["train_seconds"],
                      "train_cpu_seconds": steps[-1]["train_cpu_seconds"], "curve": curve,
-                     "final_bpb_fp32": curve[-1]["eval_bpb"],
+                     # no evaluation after the start yet: nothing to report as "after"
+                     "final_bpb_fp32": curve[-1]["eval_bpb"] if len(curve) > 1 else None,
                      "tokens_per_byte": curve[-1]["eval_tokens"] / curve[-1]["eval_bytes"]})
     return rows
 
@@ -362,8 +389,8 @@ def goals(rows: list[dict], key: str) -> dict:
     for name in sorted({r["target"] for r in rows}):
         mine = [r for r in rows if r["target"] == name]
         control = next((r for r in mine if r["init"] == "original"), None)
-        moved = [r for r in mine if r["init"] != "original"]
-        if control is None or not moved:
+        moved = [r for r in mine if r["init"] != "original" and r["final_bpb_fp32"] is not None]
+        if control is None or not moved or control["final_bpb_fp32"] is None:
             continue
         best = min(moved, key=lambda r: r["final_bpb_fp32"])
         ahead = {}
@@ -418,10 +445,12 @@ def report(args, rows: list[dict], notes: list[str]) -> None:
     for r in rows:
         control = next((c for c in rows if c["target"] == r["target"] and c["init"] == "original"),
                        None)
-        ratio = r["final_bpb_fp32"] / control["final_bpb_fp32"] if control else float("nan")
+        after = r["final_bpb_fp32"]
+        ratio = after / control["final_bpb_fp32"] if control and after is not None and \
+            control["final_bpb_fp32"] is not None else float("nan")
         table_rows.append([r["target"], label(r) + (" (unfinished)" if r.get("partial") else ""),
-                           r["curve"][0]["eval_bpb"],
-                           r["final_bpb_fp32"], ratio, r["tokens_per_byte"], r["steps"],
+                           r["curve"][0]["eval_bpb"], "-" if after is None else after, ratio,
+                           r["tokens_per_byte"], r["steps"],
                            f"{r['train_seconds'] / 60:.1f}",
                            f"{r['cpu_seconds'] / 60:.1f}" if "cpu_seconds" in r else "-",
                            f"{cpu_per_step(r):.1f}" if cpu_per_step(r) else "-",

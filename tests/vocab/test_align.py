@@ -12,7 +12,7 @@ from tokenswap.errors import TokenswapError
 from tokenswap.vocab.align import check_bytes, chunk_ids, token_lengths
 from tokenswap.vocab.bytes import ByteVocab
 
-FAST = settings(max_examples=60, deadline=None,
+FAST = settings(max_examples=30, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
