@@ -303,10 +303,19 @@ def add_agreement(run_dir, rows: list[dict], args) -> None:
     for r in missing:
         _, heldout = corpus_split(r["target"], args.train_bytes, args.heldout_bytes)
         key = curve_key(r["target"], r["init"], r["vocab_size"], r.get("objective", "lm"))
-        model_dir = run_dir / key / ("best" if r.get("partial") else "")
-        r["agreement"] = agreement(load_model(model_dir), source, heldout, run_dir)
         if not r.get("partial"):
+            r["agreement"] = agreement(load_model(run_dir / key), source, heldout, run_dir)
             (run_dir / f"{key}.json").write_text(json.dumps(r, indent=2) + "\n")
+            continue
+        best = run_dir / key / "best"  # an unfinished curve: its best model so far, cached
+        step = json.loads((best / "tokenswap.json").read_text())["tune"]["step"]
+        cache = run_dir / f"{key}.partial-agreement.json"
+        known = json.loads(cache.read_text()) if cache.is_file() else {}
+        if known.get("best_step") != step:
+            known = {"best_step": step,
+                     "agreement": agreement(load_model(best), source, heldout, run_dir)}
+            cache.write_text(json.dumps(known) + "\n")
+        r["agreement"] = {**known["agreement"], "best_step": step}
 
 
 def distill_notes(run_dir, rows: list[dict]) -> list[str]:
@@ -370,7 +379,7 @@ def order_key(r: dict, targets: list[str]) -> tuple:
 def finished_curves(run_dir, targets: list[str]) -> list[dict]:
     """Every finished curve of a run, the control first, then by init, vocabulary, objective."""
     rows = [json.loads(p.read_text()) for p in run_dir.glob("*.json")
-            if p.name != "teacher-continuations.json"]
+            if p.name != "teacher-continuations.json" and not p.name.endswith(".partial-agreement.json")]
     return sorted((r for r in rows if r["target"] in targets),
                   key=lambda r: order_key(r, targets))
 
