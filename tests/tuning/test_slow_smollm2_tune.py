@@ -55,9 +55,9 @@ def test_distill_smollm2_transfer_from_the_recorded_source(tmp_path):
     sv, tv = ByteVocab.from_tokenizer(tok), ByteVocab.from_tokenizer(teacher_tok)
     for r in range(len(aligned.blocks)):
         for k in range(int(mb.count[r])):
-            s = b"".join(sv.token_bytes[i] or b"" for i, c in zip(mb.ids[r].tolist(),
+            s = b"".join(sv.token_bytes[i] or b"<s>" for i, c in zip(mb.ids[r].tolist(),
                          mb.chunks[r].tolist(), strict=True) if c == k)
-            t = b"".join(tv.token_bytes[i] or b"" for i, c in zip(mb.teacher[r].tolist(),
+            t = b"".join(tv.token_bytes[i] or b"<s>" for i, c in zip(mb.teacher[r].tolist(),
                          mb.teacher_chunks[r].tolist(), strict=True) if c == k)
             assert s == t and s
     result = tokenswap.tune(tmp_path / "new", None, tmp_path / "tuned", texts=GERMAN * 5,
