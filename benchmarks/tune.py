@@ -47,7 +47,10 @@ from tokenswap.tuning import tune_model
 from tokenswap.tuning.loop import LOG_FILE
 
 INITS = ("original", "random", "mean", "focus", "hypernet")
-COLORS = {"random": "C0", "mean": "C1", "focus": "C2", "hypernet": "C3"}  # the same in every plot
+OBJECTIVES = ("lm", "alm", "lm+alm")
+AGREEMENT_PROMPTS, AGREEMENT_BYTES = 16, 32
+COLORS = {"random": "C0", "mean": "C1", "focus": "C2", "hypernet": "C3",  # the same in every plot
+          "alm": "C4", "lm+alm": "C5"}  # distilled curves: by objective
 VOCAB_STYLES = ("-", "-.", ":")  # line style per target vocabulary, largest first
 
 
@@ -57,6 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--targets", nargs="+", default=["de", "code"], choices=["de", "code"])
     p.add_argument("--inits", nargs="+", default=list(INITS), choices=list(INITS))
     p.add_argument("--hypernet", default=None, help="trained hypernet dir for the hypernet row")
+    p.add_argument("--objectives", nargs="+", default=["lm"], choices=list(OBJECTIVES),
+                   help="training losses of the transferred curves (alm, lm+alm: distilled from "
+                        "the original SmolLM2 with its own tokenizer; the teacher's forward "
+                        "passes count in the budget); the control always trains with lm")
     p.add_argument("--minutes", type=float, default=8.0, help="training time per curve")
     p.add_argument("--steps", type=int, default=None,
                    help="optimizer steps per curve instead of --minutes: the same number of "
@@ -87,6 +94,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=20, help="steps between held-out scores")
     p.add_argument("--max-length", type=int, default=1024)
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--checkpoint-every", type=int, default=100,
+                   help="steps between checkpoints: a killed curve resumes from the last one")
+    p.add_argument("--partial", action="store_true",
+                   help="with --report: also report curves still running (or killed), from "
+                        "their log.jsonl: steps so far, last evaluation as 'after', agreement "
+                        "of their best/ model")
     p.add_argument("--report", action="store_true",
                    help="run nothing: write the report from every finished curve of --name "
                         "(curves run as separate processes, e.g. one per core)")
@@ -123,11 +136,16 @@ def curve_of(out) -> list[dict]:
     return [r for r in map(json.loads, lines) if "eval_bpb" in r]
 
 
+def curve_key(target: str, init: str, vocab: int | None, objective: str = "lm") -> str:
+    return f"{target}-{init}" + (f"-{vocab}" if vocab else "") + \
+        ("" if objective == "lm" else f"-{objective}")
+
+
 def run_curve(source: ModelBundle, target: dict, init: str, vocab: int | None, args,
-              run_dir) -> dict:
+              run_dir, objective: str = "lm") -> dict:
     """Transfer onto the ``vocab``-token BPE (unless the control), tune for the budget, score;
     cached per curve."""
-    key = f"{target['name']}-{init}" + (f"-{vocab}" if vocab else "")
+    key = curve_key(target["name"], init, vocab, objective)
     out, done = run_dir / key, run_dir / f"{key}.json"
     if done.is_file():
         return json.loads(done.read_text())
@@ -150,13 +168,14 @@ def run_curve(source: ModelBundle, target: dict, init: str, vocab: int | None, a
         precision=args.precision, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
         embedding_lr=args.embedding_lr, warmup_steps=args.warmup_steps,
         eval_every=args.eval_every, eval_max_length=args.max_length, eval_batch_size=4,
-        checkpoint_every=100, keep_checkpoint=False, progress=args.progress,
-        provenance={"benchmark": "tune", "init": init})
+        checkpoint_every=args.checkpoint_every, keep_checkpoint=False, progress=args.progress,
+        provenance={"benchmark": "tune", "init": init}, objective=objective,
+        teacher=None if objective == "lm" else source)  # frozen; students train on copies
     cpu = time.process_time() - cpu  # training and evaluation, all threads
     final = load_model(out)  # the published model, scored in float32
     fp32 = bits_per_byte(final.model, final.tokenizer, target["heldout"],
                          max_length=args.max_length, batch_size=4)
-    row = {"target": target["name"], "init": init, "vocab_size": vocab,
+    row = {"target": target["name"], "init": init, "vocab_size": vocab, "objective": objective,
            "command": shlex.join(["python", "benchmarks/tune.py", *sys.argv[1:]]), "steps": result.step,
            "train_seconds": result.train_seconds, "transfer_seconds": transfer_seconds,
            "cpu_seconds": cpu,
@@ -179,14 +198,24 @@ def main() -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     if args.report:
         rows = finished_curves(run_dir, args.targets)
+        if args.partial:
+            rows = sorted(rows + partial_curves(run_dir, args.targets, rows),
+                          key=lambda r: order_key(r, args.targets))
         options = {json.dumps({k: getattr(curve_args(r), k)
-                               for k in CURVE_OPTIONS}, sort_keys=True) for r in rows}
+                               for k in CURVE_OPTIONS}, sort_keys=True)
+                   for r in rows if "command" in r}
         if len(options) > 1:
             raise SystemExit(f"the curves of {run_dir} were run with different options: "
                              + " vs ".join(sorted(options)))
         for key, value in (json.loads(options.pop()) if options else {}).items():
             setattr(args, key, value)  # the report describes the curves, not this command
-        report(args, rows, [])
+        add_agreement(run_dir, rows, args)
+        notes = ["unfinished curves (stopped before their budget): 'bits/byte after' is their "
+                 "last held-out evaluation, 'steps' and 'minutes' what they trained, the "
+                 "agreement that of their best/ model"] if any(r.get("partial") for r in rows) \
+            else []
+        notes += distill_notes(run_dir, rows)
+        report(args, rows, notes)
         return 0
     source = load_model("default")
     rows, notes = [], []
@@ -202,28 +231,164 @@ def main() -> int:
             if init == "hypernet" and not args.hypernet:
                 notes.append(f"{name}: hypernet row not run (no --hypernet DIR given)")
                 continue
-            for vocab in [None] if init == "original" else args.vocab_sizes:
-                row = run_curve(source, target, init, vocab, args, run_dir)
+            for vocab, objective in [(None, "lm")] if init == "original" else [
+                    (v, o) for v in args.vocab_sizes for o in args.objectives]:
+                row = run_curve(source, target, init, vocab, args, run_dir, objective)
                 rows.append(row)
                 print(f"[{name}] {label(row)}: {row['steps']} steps in "
                       f"{row['train_seconds']:.0f} s, bits/byte {row['curve'][0]['eval_bpb']:.3f}"
                       f" -> {row['final_bpb_fp32']:.3f}", flush=True)
+    add_agreement(run_dir, rows, args)
     report(args, rows, notes)
     return 0
 
 
+def prompts(heldout: list[str], n: int = AGREEMENT_PROMPTS, chars: int = 200) -> list[str]:
+    """``n`` held-out prompts of about ``chars`` characters, each ending just before a space
+    (the continuation starts a word), taken at evenly spaced places of the held-out text."""
+    text = "\n".join(heldout)
+    out = []
+    for k in range(n):
+        at = text.find(" ", chars + k * (len(text) - 2 * chars) // n)
+        out.append(text[at - chars:at])
+    return out
+
+
+def greedy_bytes(bundle: ModelBundle, prompt: str, n_bytes: int) -> bytes:
+    """The first ``n_bytes`` of the model's greedy continuation (documents start as in
+    ``bits_per_byte``: the document-start token, then the text)."""
+    from tokenswap.scoring.bpb import document_start_id
+    from tokenswap.vocab.bytes import ByteVocab
+
+    ids = [document_start_id(bundle.tokenizer),
+           *bundle.tokenizer(prompt, add_special_tokens=False)["input_ids"]]
+    out = bundle.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids),
+                                dtype=torch.long), max_new_tokens=n_bytes, do_sample=False,
+                                pad_token_id=bundle.tokenizer.eos_token_id)
+    new = out[0, len(ids):].tolist()
+    return ByteVocab.from_tokenizer(bundle.tokenizer).decode_bytes(new)[:n_bytes]
+
+
+def teacher_continuations(teacher: ModelBundle, heldout: list[str], run_dir) -> list[bytes]:
+    """The original's greedy continuations of :func:`prompts`, computed once per run."""
+    path = run_dir / "teacher-continuations.json"
+    if path.is_file():
+        return [bytes.fromhex(h) for h in json.loads(path.read_text())]
+    out = [greedy_bytes(teacher, p, AGREEMENT_BYTES) for p in prompts(heldout)]
+    path.write_text(json.dumps([b.hex() for b in out]) + "\n")
+    return out
+
+
+def agreement(student: ModelBundle, teacher: ModelBundle, heldout: list[str], run_dir) -> dict:
+    """How often the student's greedy 32-byte continuation of a held-out prompt is the
+    teacher's (the original SmolLM2, untuned), and their mean common prefix in bytes."""
+    same, prefix = 0, 0
+    theirs = teacher_continuations(teacher, heldout, run_dir)
+    for p, b in zip(prompts(heldout), theirs, strict=True):
+        a = greedy_bytes(student, p, AGREEMENT_BYTES)
+        same += a == b
+        prefix += next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                       min(len(a), len(b)))
+    n = AGREEMENT_PROMPTS
+    return {"prompts": n, "bytes": AGREEMENT_BYTES, "exact": same / n, "mean_prefix": prefix / n}
+
+
+def add_agreement(run_dir, rows: list[dict], args) -> None:
+    """Greedy agreement with the original of every finished curve, measured once (by the
+    report: a curve's own run never fails on it) and kept in the curve's file."""
+    missing = [r for r in rows if "agreement" not in r and r["final_bpb_fp32"] is not None]
+    if not missing:
+        return
+    source = load_model("default")
+    for r in missing:
+        _, heldout = corpus_split(r["target"], args.train_bytes, args.heldout_bytes)
+        key = curve_key(r["target"], r["init"], r["vocab_size"], r.get("objective", "lm"))
+        if not r.get("partial"):
+            r["agreement"] = agreement(load_model(run_dir / key), source, heldout, run_dir)
+            (run_dir / f"{key}.json").write_text(json.dumps(r, indent=2) + "\n")
+            continue
+        best = run_dir / key / "best"  # an unfinished curve: its best model so far, cached
+        step = json.loads((best / "tokenswap.json").read_text())["tune"]["step"]
+        cache = run_dir / f"{key}.partial-agreement.json"
+        known = json.loads(cache.read_text()) if cache.is_file() else {}
+        if known.get("best_step") != step:
+            known = {"best_step": step,
+                     "agreement": agreement(load_model(best), source, heldout, run_dir)}
+            cache.write_text(json.dumps(known) + "\n")
+        r["agreement"] = {**known["agreement"], "best_step": step}
+
+
+def distill_notes(run_dir, rows: list[dict]) -> list[str]:
+    """Per transferred curve, its next-token loss by step (nats/token on each step's batch,
+    before the step's update: text the model has not trained on; the same batches for every
+    curve of one vocabulary) and, when distilled, teacher tokens, chunks and the ALM loss."""
+    out = []
+    for r in rows:
+        if r["init"] == "original":
+            continue
+        key = curve_key(r["target"], r["init"], r["vocab_size"], r.get("objective", "lm"))
+        log = run_dir / key / LOG_FILE
+        steps = [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
+        steps = [x for x in steps if "loss" in x]
+        if not steps:
+            continue
+        text = f"{label(r)}: next-token loss by step: " + ", ".join(
+            f"{x.get('lm_loss', x['loss']):.3f}" for x in steps)
+        if "alm_loss" in steps[0]:
+            text += ("; ALM loss by step: " + ", ".join(f"{x['alm_loss']:.3f}" for x in steps)
+                     + f"; per step {np.mean([x['teacher_tokens'] for x in steps]):.0f} teacher "
+                     f"tokens, {np.mean([x['chunks'] for x in steps]):.0f} scored chunks")
+        out.append(text)
+    return out
+
+
+def partial_curves(run_dir, targets: list[str], finished: list[dict]) -> list[dict]:
+    """Rows of the curves of ``run_dir`` that have not finished, from their logs."""
+    done = {curve_key(r["target"], r["init"], r["vocab_size"], r.get("objective", "lm"))
+            for r in finished}
+    rows = []
+    for log in sorted(run_dir.glob(f"*/{LOG_FILE}")):
+        key = log.parent.name
+        parts = key.split("-")
+        if key in done or parts[0] not in targets or not (log.parent / "best").is_dir():
+            continue
+        records = [json.loads(x) for x in log.read_text().splitlines()]
+        steps = [r for r in records if "loss" in r]
+        curve = [{k: r[k] for k in ("step", "train_seconds", "train_cpu_seconds", "eval_bpb",
+                                    "eval_tokens", "eval_bytes") if k in r}
+                 for r in records if "eval_bpb" in r]
+        if not steps or not curve:
+            continue
+        vocab = int(parts[2]) if len(parts) > 2 else None
+        rows.append({"target": parts[0], "init": parts[1], "vocab_size": vocab,
+                     "objective": parts[3] if len(parts) > 3 else "lm", "partial": True,
+                     "config": next(r["config"] for r in records if "config" in r),
+                     "steps": steps[-1]["step"], "train_seconds": steps[-1]["train_seconds"],
+                     "train_cpu_seconds": steps[-1]["train_cpu_seconds"], "curve": curve,
+                     # no evaluation after the start yet: nothing to report as "after"
+                     "final_bpb_fp32": curve[-1]["eval_bpb"] if len(curve) > 1 else None,
+                     "tokens_per_byte": curve[-1]["eval_tokens"] / curve[-1]["eval_bytes"]})
+    return rows
+
+
+def order_key(r: dict, targets: list[str]) -> tuple:
+    return (targets.index(r["target"]), INITS.index(r["init"]), -(r.get("vocab_size") or 0),
+            OBJECTIVES.index(r.get("objective", "lm")))
+
+
 def finished_curves(run_dir, targets: list[str]) -> list[dict]:
-    """Every finished curve of a run, the control first, then by init and vocabulary."""
-    rows = [json.loads(p.read_text()) for p in run_dir.glob("*.json")]
-    order = {init: i for i, init in enumerate(INITS)}
+    """Every finished curve of a run, the control first, then by init, vocabulary, objective."""
+    rows = [json.loads(p.read_text()) for p in run_dir.glob("*.json")
+            if p.name != "teacher-continuations.json" and not p.name.endswith(".partial-agreement.json")]
     return sorted((r for r in rows if r["target"] in targets),
-                  key=lambda r: (targets.index(r["target"]), order[r["init"]],
-                                 -(r.get("vocab_size") or 0)))
+                  key=lambda r: order_key(r, targets))
 
 
 def label(row: dict) -> str:
     vocab = row.get("vocab_size")
-    return row["init"] + (f" {vocab // 1000}k" if vocab else "")
+    objective = row.get("objective", "lm")
+    return row["init"] + (f" {vocab // 1000}k" if vocab else "") + \
+        ("" if objective == "lm" else f" {objective}")
 
 
 def goals(rows: list[dict], key: str) -> dict:
@@ -233,13 +398,14 @@ def goals(rows: list[dict], key: str) -> dict:
     for name in sorted({r["target"] for r in rows}):
         mine = [r for r in rows if r["target"] == name]
         control = next((r for r in mine if r["init"] == "original"), None)
-        moved = [r for r in mine if r["init"] != "original"]
-        if control is None or not moved:
+        moved = [r for r in mine if r["init"] != "original" and r["final_bpb_fp32"] is not None]
+        if control is None or not moved or control["final_bpb_fp32"] is None:
             continue
         best = min(moved, key=lambda r: r["final_bpb_fp32"])
         ahead = {}
         for vocab in sorted({r["vocab_size"] for r in moved}):
-            by_init = {r["init"]: r for r in moved if r["vocab_size"] == vocab}
+            by_init = {r["init"]: r for r in moved
+                       if r["vocab_size"] == vocab and r.get("objective", "lm") == "lm"}
             order = [k for k in ("random", "mean", "focus", "hypernet") if k in by_init]
             for i, worse in enumerate(order):  # every pair, not only neighbours
                 for better in order[i + 1:]:
@@ -288,15 +454,21 @@ def report(args, rows: list[dict], notes: list[str]) -> None:
     for r in rows:
         control = next((c for c in rows if c["target"] == r["target"] and c["init"] == "original"),
                        None)
-        ratio = r["final_bpb_fp32"] / control["final_bpb_fp32"] if control else float("nan")
-        table_rows.append([r["target"], label(r), r["curve"][0]["eval_bpb"],
-                           r["final_bpb_fp32"], ratio, r["tokens_per_byte"], r["steps"],
+        after = r["final_bpb_fp32"]
+        ratio = after / control["final_bpb_fp32"] if control and after is not None and \
+            control["final_bpb_fp32"] is not None else float("nan")
+        table_rows.append([r["target"], label(r) + (" (unfinished)" if r.get("partial") else ""),
+                           r["curve"][0]["eval_bpb"], "-" if after is None else after, ratio,
+                           r["tokens_per_byte"], r["steps"],
                            f"{r['train_seconds'] / 60:.1f}",
                            f"{r['cpu_seconds'] / 60:.1f}" if "cpu_seconds" in r else "-",
-                           f"{cpu_per_step(r):.1f}" if cpu_per_step(r) else "-"])
+                           f"{cpu_per_step(r):.1f}" if cpu_per_step(r) else "-",
+                           f"{r['agreement']['exact']:.0%} / {r['agreement']['mean_prefix']:.1f}"
+                           if "agreement" in r else "-"])
     table = markdown_table(["target", "init", "bits/byte before", "bits/byte after",
                             "ratio to tuned original", "tokens/byte", "steps", "minutes",
-                            "CPU minutes (with evals)", "training CPU s/step"],
+                            "CPU minutes (with evals)", "training CPU s/step",
+                            "greedy 32 bytes = original's (share / mean common prefix)"],
                            table_rows)
     key = clock_key(args)
     g = goals(rows, key)
@@ -345,7 +517,8 @@ def plot(args, rows: list[dict], key: str) -> None:
             style = "--" if is_control else VOCAB_STYLES[vocabs.index(r["vocab_size"])
                                                          % len(VOCAB_STYLES)]
             line, = ax.plot(xs, ys, ls=style, marker="o", ms=3,
-                            color="k" if is_control else COLORS.get(r["init"]),
+                            color="k" if is_control else COLORS.get(
+                                r["init"] if r.get("objective", "lm") == "lm" else r["objective"]),
                             label=label(r) + (" (own tokenizer)" if is_control else ""))
             if control is not None and not is_control:
                 gap = gap_curve(r, control, key)

@@ -79,3 +79,18 @@ def test_a_checkpoint_left_beside_by_an_interrupted_swap_is_resumed(tmp_path):
     (out / "checkpoint").rename(out / f".checkpoint.new-{child.pid}-x")
     assert open_output(out, resume=True, ctx=Dist())
     assert read_checkpoint(out)[1].step == 6
+
+
+def test_a_resume_key_newer_than_the_checkpoint_compares_with_its_default(tmp_path):
+    """`objective` became a resume key after checkpoints without it were written: those ran
+    with the next-token loss, so they resume as `lm` and are refused as `alm`."""
+    from tokenswap.tuning.config import TuneConfig
+
+    write_checkpoint(tmp_path, TaskState({}, {}), Counters(), TuneConfig(steps=1))
+    summary = tmp_path / "checkpoint" / "state.json"
+    older = json.loads(summary.read_text())
+    del older["config"]["objective"]
+    summary.write_text(json.dumps(older))
+    assert check_resume(tmp_path, TuneConfig(steps=1))["step"] == 0
+    with pytest.raises(TokenswapError, match=r"other objective \(objective=lm\)"):
+        check_resume(tmp_path, TuneConfig(steps=1, objective="alm"))

@@ -175,11 +175,18 @@ def dropout_bundle(tokenizer) -> ModelBundle:
     return ModelBundle(LlamaForCausalLM(config), tokenizer, "tiny-llama-dropout")
 
 
-def test_resume_restores_the_random_state(tmp_path, german_tokenizer, monkeypatch):
+@pytest.mark.parametrize("objective", ["lm", "lm+alm"])
+def test_resume_restores_the_random_state(tmp_path, german_tokenizer, source_tokenizer,
+                                          monkeypatch, objective):
     """Stopped after step 4 (checkpoint at 3) and resumed, a run with attention dropout ends on
     the weights of an uninterrupted one; a resume that did not restore the RNG states would
-    draw other dropout masks and end elsewhere (checked: the test can fail)."""
-    opts = dict(TINY, steps=6, checkpoint_every=3, seed=4, embedding_fraction=0.0)
+    draw other dropout masks and end elsewhere (checked: the test can fail). With a teacher
+    (lm+alm) too: it is frozen and rebuilt, the checkpoint holds only the student."""
+    opts = dict(TINY, steps=6, checkpoint_every=3, seed=4, embedding_fraction=0.0,
+                objective=objective)
+    if objective != "lm":
+        opts["teacher"] = ModelBundle(tiny_llama(len(source_tokenizer), seed=7),
+                                      source_tokenizer, "tiny-teacher")
 
     def stop(record):
         if record["step"] == 4:
@@ -297,27 +304,42 @@ def test_resume_after_kill_9_or_a_kill_mid_checkpoint_gives_the_same_weights(tmp
 
 
 DDP_SCRIPT = textwrap.dedent("""
-    import json, sys
+    import json, os, sys
     from tokenswap.io.models import load_model
     from tokenswap.tuning import tune_model
     model_dir, out, texts, held = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     opts = json.loads(sys.argv[5])
+    record = os.path.join(model_dir, "tokenswap.json")
+    if os.path.exists(record):  # the teacher: the recorded source, loaded by every rank
+        opts["teacher"] = load_model(json.loads(open(record).read())["source_model"])
     tune_model(load_model(model_dir), json.loads(open(texts).read()), out,
                eval_texts=json.loads(open(held).read()), **opts)
 """)
 
 
 @pytest.mark.slow  # torchrun + one process: ~25-35 s each on 2 busy cores
-@pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])
-def test_two_ranks_match_one_process(tmp_path, tiny_model_dir, fsdp):
+@pytest.mark.parametrize("fsdp, objective", [(False, "lm"), (True, "lm"), (False, "lm+alm"),
+                                             (True, "alm")],
+                         ids=["ddp", "fsdp", "ddp-lm+alm", "fsdp-alm"])
+def test_two_ranks_match_one_process(tmp_path, tiny_model_dir, german_tokenizer, fsdp,
+                                     objective):
+    """Two ranks give the losses, scores and weights of one process; with a teacher (one copy
+    per rank, its windows and chunk counts normalised over the global batch) too."""
     script = tmp_path / "tune.py"
     script.write_text(DDP_SCRIPT)
     texts, held = tmp_path / "texts.json", tmp_path / "held.json"
     texts.write_text(json.dumps(GERMAN + ENGLISH))
     held.write_text(json.dumps(HELD_OUT))
     opts = json.dumps(dict(TINY, steps=4, grad_accum=2, eval_every=2, checkpoint_every=2,
-                           embedding_fraction=0.25, seed=2, fsdp=fsdp))
-    args = [str(script), str(tiny_model_dir)]
+                           embedding_fraction=0.25, seed=2, fsdp=fsdp, objective=objective))
+    student = tiny_model_dir
+    if objective != "lm":  # a German student distilled from the tiny model
+        student = tmp_path / "student"
+        tiny_llama(len(german_tokenizer), seed=3).save_pretrained(student)
+        german_tokenizer.save_pretrained(student)
+        (student / "tokenswap.json").write_text(json.dumps({"source_model":
+                                                            str(tiny_model_dir)}))
+    args = [str(script), str(student)]
     one = run_script(tmp_path, args + [str(tmp_path / "one"), str(texts), str(held), opts])
     assert one.returncode == 0, one.stderr[-2000:]
     two = run_script(tmp_path, args + [str(tmp_path / "two"), str(texts), str(held), opts],

@@ -35,3 +35,38 @@ def test_tune_smollm2_after_transfer(tmp_path):
     assert report.rows[0].result.bits_per_byte == pytest.approx(result.eval_bpb, rel=1e-4)
     meta = json.loads((tmp_path / "tuned" / "tokenswap.json").read_text())
     assert meta["transfer"]["method"] == "mean" and meta["tune"]["step"] == 3
+
+
+@pytest.mark.slow
+def test_distill_smollm2_transfer_from_the_recorded_source(tmp_path):
+    """`--objective lm+alm` on the real pair: the teacher is the source the transfer recorded
+    (the packaged SmolLM2 with its own tokenizer); every scored chunk spells the same bytes on
+    both sides, and the step logs the ALM loss, chunks and teacher tokens."""
+    from tokenswap.io.models import load_model
+    from tokenswap.tuning.distill import micro_batch, pack_aligned
+    from tokenswap.vocab.bytes import ByteVocab
+
+    tok = tokenswap.tokenizer_train(None, 600, texts=GERMAN * 5, like="default",
+                                    out=tmp_path / "tok")
+    tokenswap.transfer("default", tok, method="mean", out=tmp_path / "new")
+    teacher_tok = load_model("default").tokenizer
+    aligned = pack_aligned(tok, teacher_tok, GERMAN * 5, 64)
+    mb = micro_batch(aligned, list(range(len(aligned.blocks))))
+    sv, tv = ByteVocab.from_tokenizer(tok), ByteVocab.from_tokenizer(teacher_tok)
+    for r in range(len(aligned.blocks)):
+        for k in range(int(mb.count[r])):
+            s = b"".join(sv.token_bytes[i] or b"<s>" for i, c in zip(mb.ids[r].tolist(),
+                         mb.chunks[r].tolist(), strict=True) if c == k)
+            t = b"".join(tv.token_bytes[i] or b"<s>" for i, c in zip(mb.teacher[r].tolist(),
+                         mb.teacher_chunks[r].tolist(), strict=True) if c == k)
+            assert s == t and s
+    result = tokenswap.tune(tmp_path / "new", None, tmp_path / "tuned", texts=GERMAN * 5,
+                            steps=2, batch_size=2, seq_len=64, objective="lm+alm",
+                            warmup_steps=0, progress=False)
+    assert result.step == 2
+    steps = [json.loads(x) for x in (tmp_path / "tuned" / "log.jsonl").read_text().splitlines()
+             if '"alm_loss"' in x]
+    assert len(steps) == 2 and all(s["alm_loss"] > 0 and s["chunks"] > 0 for s in steps)
+    assert all(s["teacher_tokens"] > 0 for s in steps)
+    meta = json.loads((tmp_path / "tuned" / "tokenswap.json").read_text())
+    assert meta["teacher"] == "default" and meta["tune"]["objective"] == "lm+alm"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tokenswap.config import option
-from tokenswap.tuning.config import TuneConfig
+from tokenswap.tuning.config import Objective, TuneConfig
 
 
 @dataclass
@@ -31,6 +31,11 @@ class Config:
     max_bytes: int | None = option(None, "Read at most this much training text.")
     resume: bool = option(True, "Continue from --out's checkpoint when there is one.")
     device: str | None = option(None, "torch device, e.g. cpu, cuda, cuda:1.")
+    teacher: str | None = option(None, "Teacher of --objective alm / lm+alm (any model spec, with "
+                                       "its own tokenizer); default: the source model recorded "
+                                       "in --model's tokenswap.json.")
+    teacher_device: str | None = option(None, "torch device of the frozen teacher; default: "
+                                              "--device (one copy per rank).")
     training: TuneConfig | None = option(None, help="The tuning options.")
     texts: Sequence[str] | None = option(None, "Training texts (Python only).", cli=False)
     eval_texts: Sequence[str] | None = option(None, "Held-out texts (Python only).", cli=False)
@@ -64,13 +69,36 @@ def run(cfg: Config):
     provenance = {"tokenswap": __version__, "tuned_from": bundle.spec}
     if bundle.path is not None and (bundle.path / "tokenswap.json").is_file():
         provenance["transfer"] = json.loads((bundle.path / "tokenswap.json").read_text())
+    teacher = None
+    if cfg.training.objective != Objective.LM:
+        spec = cfg.teacher or recorded_source(provenance.get("transfer"))
+        if spec is None:
+            raise TokenswapError(
+                f"--objective {cfg.training.objective.value} needs a teacher: pass --teacher "
+                f"MODEL ({bundle.spec} records no source model in a tokenswap.json)")
+        teacher = as_bundle(spec, device=cfg.teacher_device or cfg.device)
+        provenance["teacher"] = teacher.spec
     return tune_model(bundle, texts, cfg.out, eval_texts=eval_texts, device=cfg.device,
                       resume=cfg.resume, progress=cfg.progress, callback=cfg.callback,
-                      provenance=provenance, **vars(cfg.training))
+                      provenance=provenance, teacher=teacher,
+                      teacher_device=cfg.teacher_device, **vars(cfg.training))
+
+
+def recorded_source(record: dict | None) -> str | None:
+    """The source model a transferred (or transferred, then tuned) model records.
+
+    >>> recorded_source({"tuned_from": "x", "transfer": {"source_model": "default"}})
+    'default'
+    """
+    while isinstance(record, dict):
+        if isinstance(record.get("source_model"), str):
+            return record["source_model"]
+        record = record.get("transfer")
+    return None
 
 
 def show(result, cfg: Config, console) -> None:
-    loss = "n/a" if result.loss is None else f"{result.loss:.4f}"
+    loss = "n/a" if result.loss is None else f"{result.loss:.4f}"  # of the objective
     held = "" if result.eval_bpb is None else (
         f", held-out {result.eval_bpb:.4f} bits/byte (best {result.best_bpb:.4f} at step "
         f"{result.best_step} -> {result.out / 'best'})")

@@ -28,6 +28,7 @@ Checkpoints written before this module (tokenswap <= 0.1.0) do not load; start s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tokenswap import config
 from tokenswap.distributed import Dist
 from tokenswap.errors import TokenswapError
 from tokenswap.io.checkpoint import CHECKPOINT, prepare_out
@@ -117,6 +119,10 @@ def check_resume(out: Path, cfg: TrainingConfig) -> dict:
         raise TokenswapError(f"checkpoint {path} was written by an older tokenswap and cannot be "
                              "resumed; choose another --out (or delete the checkpoint)")
     old, new = summary.get("config", {}), cfg.to_dict()
+    # a resume key added after the checkpoint was written: it ran with the option's default
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)
+                if f.default is not dataclasses.MISSING}
+    old = {k: old.get(k, config.to_dict(defaults.get(k))) for k in cfg.resume_keys}
     changed = [k for k in cfg.resume_keys if old.get(k) != new[k]]
     if changed:
         values = ", ".join(f"{k}={old.get(k)}" for k in changed)

@@ -1,6 +1,7 @@
 """Continued training after a tokenizer transfer (``tokenswap tune``).
 
-:mod:`.config` (the options), :mod:`.data` (sequence packing), :mod:`.stages` (which
+:mod:`.config` (the options), :mod:`.data` (sequence packing), :mod:`.distill`
+(cross-tokenizer distillation: ALM), :mod:`.stages` (which
 parameters train: embeddings, then the full model or LoRA) and :mod:`.loop` (the tuning step,
 held-out bits/byte, the best model, data parallel and FSDP ranks, run by the shared training
 loop of :mod:`tokenswap.training`: budgets, schedules, checkpoints and exact resume).
@@ -9,8 +10,9 @@ loop of :mod:`tokenswap.training`: budgets, schedules, checkpoints and exact res
 import importlib
 
 # Lazy, so that reading the options (the CLI's --help) does not import torch.
-_EXPORTS = {"Clock": "config", "Precision": "config", "Schedule": "config", "Stage": "config",
-            "TuneConfig": "config", "TuneResult": "loop", "tune_model": "loop"}
+_EXPORTS = {"Clock": "config", "Objective": "config", "Precision": "config",
+            "Schedule": "config", "Stage": "config", "TuneConfig": "config", "TuneResult": "loop",
+            "tune_model": "loop"}
 
 
 def __getattr__(name: str):
@@ -20,4 +22,5 @@ def __getattr__(name: str):
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
-__all__ = ["Clock", "Precision", "Schedule", "Stage", "TuneConfig", "TuneResult", "tune_model"]
+__all__ = ["Clock", "Objective", "Precision", "Schedule", "Stage", "TuneConfig", "TuneResult",
+           "tune_model"]

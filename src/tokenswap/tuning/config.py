@@ -28,6 +28,14 @@ class Stage(str, Enum):
     EMBEDDINGS = "embeddings"  # input/output embeddings and output bias only, for the whole run
 
 
+class Objective(str, Enum):
+    """What the training loss compares (:mod:`.distill`)."""
+
+    LM = "lm"  # next-token cross-entropy on the text
+    ALM = "alm"  # the teacher's chunk likelihoods, binarised (approximate likelihood matching)
+    LM_ALM = "lm+alm"  # their sum (alm weighted by --alm-weight)
+
+
 class Precision(str, Enum):
     """Number format of weights, gradients and optimizer state."""
 
@@ -41,7 +49,8 @@ class TuneConfig(TrainingConfig):
 
     # Changing one of these makes a checkpoint unusable: the data order or the parameter set differ.
     resume_keys: ClassVar[tuple[str, ...]] = ("seed", "batch_size", "seq_len", "stage",
-                                              "precision", "lora_rank", "lora_targets")
+                                              "precision", "lora_rank", "lora_targets",
+                                              "objective")
     what: ClassVar[str] = "tuning option"
 
     batch_size: int = option(
@@ -75,6 +84,13 @@ class TuneConfig(TrainingConfig):
     eval_max_length: int = option(
         1024, "Window of the held-out bits/byte, in tokens (as `tokenswap eval`).")
     eval_batch_size: int = option(8, "Windows per forward pass when evaluating.")
+    objective: Objective = option(
+        Objective.LM, "Training loss: lm (next token), alm (match a teacher's likelihood of "
+                      "every byte chunk both tokenizers end on; needs a teacher) or lm+alm.")
+    alm_temperature: float = option(
+        100.0, "Binarisation temperature of alm: chunk likelihoods p become p^(1/T) before "
+               "the binary KL (Minixhofer et al. 2025; tokenkit's default 100).")
+    alm_weight: float = option(1.0, "Weight of the alm term in lm+alm.")
     keep_checkpoint: bool = option(
         True, "Keep out/checkpoint after the run finished (it can then be resumed).")
 
@@ -84,8 +100,12 @@ class TuneConfig(TrainingConfig):
             raise TokenswapError(f"embedding_fraction must be in [0, 1], got {self.embedding_fraction}")
         if self.grad_accum < 1:
             raise TokenswapError(f"grad_accum must be at least 1, got {self.grad_accum}")
+        if not self.alm_temperature > 0:
+            raise TokenswapError(f"alm_temperature must be positive, got {self.alm_temperature}")
+        if self.alm_weight < 0:
+            raise TokenswapError(f"alm_weight must be >= 0, got {self.alm_weight}")
         if self.seq_len < 2:
             raise TokenswapError(f"seq_len must be at least 2 tokens, got {self.seq_len}")
 
 
-__all__ = ["Clock", "Precision", "Schedule", "Stage", "TuneConfig"]
+__all__ = ["Clock", "Objective", "Precision", "Schedule", "Stage", "TuneConfig"]

@@ -9,7 +9,9 @@ Swapping Works and Pure bfloat16 Is Enough"). Per optimizer step:
    rank takes its share and splits it into ``grad_accum`` micro-batches;
 2. next-token cross-entropy is summed in float32 and divided by the *global* number of
    predicted tokens, so gradients summed over micro-batches and ranks equal the gradient of
-   one process on the whole batch;
+   one process on the whole batch; with ``objective`` ``alm``/``lm+alm`` a frozen teacher (one
+   copy per rank) scores its windows of the same bytes inside the step and the ALM loss of
+   :mod:`.distill` is divided by the *global* number of chunks, likewise;
 3. the stage (:mod:`.stages`) decides which parameters train: embeddings only during the first
    ``embedding_fraction`` of the run, then the whole model or LoRA adapters;
 4. AdamW, linear warm-up, then cosine/linear decay over ``steps`` (or over the time budget
@@ -64,8 +66,16 @@ from tokenswap.scoring.bpb import BpbResult, bits_per_byte
 from tokenswap.training.checkpoint import TaskState, open_output, seed_everything
 from tokenswap.training.log import LOG_FILE
 from tokenswap.training.loop import run
-from tokenswap.tuning.config import Precision, Stage, TuneConfig
+from tokenswap.tuning.config import Objective, Precision, Stage, TuneConfig
 from tokenswap.tuning.data import batch_indices, pack, rank_micro_batches
+from tokenswap.tuning.distill import (
+    AlignedBlocks,
+    alm_loss,
+    chunk_sums,
+    micro_batch,
+    pack_aligned,
+    token_logprobs,
+)
 from tokenswap.tuning.precision import bf16_warning
 from tokenswap.tuning.stages import (
     add_lora,
@@ -152,10 +162,12 @@ class Tuning:
 
     def __init__(self, model: nn.Module, optimizer, emb: list, body: list, blocks: torch.Tensor,
                  tokenizer, eval_texts: list[str], cfg: TuneConfig, ctx: Dist,
-                 device: torch.device, out: Path, provenance: dict) -> None:
+                 device: torch.device, out: Path, provenance: dict,
+                 aligned: AlignedBlocks | None = None, teacher: nn.Module | None = None) -> None:
         self.model, self.optimizer, self.emb, self.body = model, optimizer, emb, body
         self.blocks, self.tokenizer, self.eval_texts = blocks, tokenizer, eval_texts
         self.cfg, self.ctx, self.device, self.out, self.provenance = cfg, ctx, device, out, provenance
+        self.aligned, self.teacher = aligned, teacher  # both set for the alm objectives
         self.global_count = cfg.batch_size * (cfg.seq_len - 1)  # predicted tokens per step
         self.embeddings_only: bool | None = None  # the stage set on the model now
         self.best_bpb, self.best_step = math.inf, None
@@ -167,6 +179,9 @@ class Tuning:
             set_stage(self.model, self.emb, self.body, embeddings_only)
             self.embeddings_only = embeddings_only
         rows = batch_indices(len(self.blocks), step, cfg.batch_size, cfg.seed)
+        stage = "embeddings" if embeddings_only else cfg.stage.value
+        if cfg.objective != Objective.LM:
+            return {**self._distill_step(rows), "stage": stage}
         nats_local = 0.0
         # FSDP averages gradients over ranks; the global normalisation wants their sum.
         scale = ctx.world if ctx.fsdp else 1
@@ -179,7 +194,51 @@ class Tuning:
             nats_local += float(nats.detach())
             del logits, nats
         return {"loss": ctx.sum(nats_local) / self.global_count, "tokens": self.global_count,
-                "stage": "embeddings" if embeddings_only else cfg.stage.value}
+                "stage": stage}
+
+    def _distill_step(self, rows: list[int]) -> dict:
+        """Forward and backward passes of the alm / lm+alm objectives (:mod:`.distill`): the
+        teacher scores its windows without gradients inside the step, so its time counts."""
+        cfg, ctx = self.cfg, self.ctx
+        use_lm = cfg.objective == Objective.LM_ALM
+        global_chunks = max(self.aligned.chunk_count(rows), 1)
+        scale = ctx.world if ctx.fsdp else 1
+        nats_local = alm_local = 0.0
+        teacher_tokens = 0
+        for micro in rank_micro_batches(rows, ctx.rank, ctx.world, cfg.grad_accum):
+            mb = micro_batch(self.aligned, micro)
+            ids = mb.ids.to(self.device)  # (b, L)
+            logp = token_logprobs(self.model(input_ids=ids, use_cache=False).logits, ids)
+            size = max(int(mb.count.max()), 1)
+            student = chunk_sums(logp, mb.chunks.to(self.device), size)  # (b, C)
+            teacher = self._teacher_chunks(mb, size)  # (b, C)
+            valid = torch.arange(size, device=self.device)[None] < mb.count.to(self.device)[:, None]
+            alm = alm_loss(teacher[valid], student[valid], cfg.alm_temperature).sum()
+            loss = cfg.alm_weight * alm / global_chunks if use_lm else alm / global_chunks
+            nats = -logp.sum()  # position 0 holds 0
+            if use_lm:
+                loss = loss + nats / self.global_count
+            (loss * scale).backward()
+            nats_local += float(nats.detach())
+            alm_local += float(alm.detach())
+            teacher_tokens += sum(len(w) for w in mb.teacher)
+            del logp, student, loss
+        lm_loss = ctx.sum(nats_local) / self.global_count
+        alm_value = ctx.sum(alm_local) / global_chunks
+        return {"loss": lm_loss + cfg.alm_weight * alm_value if use_lm else alm_value,
+                "lm_loss": lm_loss, "alm_loss": alm_value, "chunks": global_chunks,
+                "teacher_tokens": int(ctx.sum(teacher_tokens)), "tokens": self.global_count}
+
+    @torch.no_grad()
+    def _teacher_chunks(self, mb, size: int) -> torch.Tensor:
+        """The teacher's log-likelihood of every scored chunk of the micro-batch, (b, size)."""
+        t_device = self.teacher.get_input_embeddings().weight.device
+        out = torch.zeros(len(mb.teacher), size, device=self.device)
+        for r, (window, chunks) in enumerate(zip(mb.teacher, mb.teacher_chunks, strict=True)):
+            ids = window.to(t_device)[None]  # (1, T)
+            logp = token_logprobs(self.teacher(input_ids=ids, use_cache=False).logits, ids)
+            out[r] = chunk_sums(logp, chunks.to(t_device)[None], size)[0].to(self.device)
+        return out
 
     def evaluate(self, step: int) -> dict | None:
         if not self.eval_texts:
@@ -222,6 +281,8 @@ def tune_model(
     progress: bool = True,
     callback: Callable[[dict], None] | None = None,
     provenance: dict | None = None,
+    teacher=None,
+    teacher_device: str | torch.device | None = None,
     **options,
 ) -> TuneResult:
     """Continue training ``bundle`` (a :class:`~tokenswap.io.models.ModelBundle`) on ``texts``.
@@ -232,8 +293,13 @@ def tune_model(
     and tokenizer, ``best/``, ``checkpoint/`` and ``log.jsonl``; an existing ``out`` with a
     checkpoint is resumed when ``resume``. ``callback`` is called on every rank after every
     step with that step's log record. ``provenance`` is merged into the saved ``tokenswap.json``.
+    ``teacher`` (a ModelBundle with its own tokenizer) is what the ``alm`` objectives match;
+    it runs frozen on ``teacher_device`` (default: the student's), one copy per rank.
     """
     cfg = TuneConfig.from_options(**options)
+    if cfg.objective != Objective.LM and teacher is None:
+        raise TokenswapError(f"--objective {cfg.objective.value} needs a teacher model "
+                             "(--teacher)")
     out = Path(out)
     device = torch.device(device) if device is not None else \
         bundle.model.get_input_embeddings().weight.device
@@ -242,16 +308,25 @@ def tune_model(
             raise TokenswapError("LoRA with --fsdp is not supported; LoRA trains few weights, "
                                  "use data parallel (drop --fsdp)")
         rank_micro_batches(list(range(cfg.batch_size)), 0, ctx.world, cfg.grad_accum)  # checks
-        blocks = pack(bundle.tokenizer, texts, cfg.seq_len)
+        aligned, teacher_model = None, None
+        if cfg.objective != Objective.LM:
+            aligned = pack_aligned(bundle.tokenizer, teacher.tokenizer, texts, cfg.seq_len)
+            blocks = aligned.blocks
+            teacher_model = teacher.model.to(torch.device(teacher_device) if teacher_device
+                                             is not None else device)
+            teacher_model.eval().requires_grad_(False)
+        else:
+            blocks = pack(bundle.tokenizer, texts, cfg.seq_len)
         resuming = open_output(out, resume, ctx)
         return _train(bundle, blocks, out, cfg, list(eval_texts or []), device, ctx, resuming,
-                      progress, callback, provenance or {})
+                      progress, callback, provenance or {}, aligned, teacher_model)
 
 
 @torch.enable_grad()  # callers may hold torch.no_grad (benchmarks, inference code)
 def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts: list[str],
            device: torch.device, ctx: Dist, resuming: bool, progress: bool, callback,
-           provenance: dict) -> TuneResult:
+           provenance: dict, aligned: AlignedBlocks | None = None,
+           teacher: nn.Module | None = None) -> TuneResult:
     start_time = time.perf_counter()
     seed_everything(cfg.seed)
     model = bundle.model.to(device)
@@ -273,7 +348,7 @@ def _train(bundle, blocks: torch.Tensor, out: Path, cfg: TuneConfig, eval_texts:
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
     tokenizer = bundle.tokenizer
     task = Tuning(model, optimizer, emb, body, blocks, tokenizer, eval_texts, cfg, ctx, device,
-                  out, provenance)
+                  out, provenance, aligned, teacher)
     done = run(task, optimizer, cfg, out, ctx, resuming=resuming, name="tune",
                progress=progress, callback=callback,
                start={"sequences": len(blocks), "tokens": int(blocks.numel()),
