@@ -385,7 +385,7 @@ def start_genlm(prompts: list[dict], model_dir: Path, heads: TokenRows, args) ->
     install = ensure_genlm_venv()
     if not install["ok"]:
         return {"install": install, "error": install["problem"]}
-    work = CACHE / "midtoken-genlm"
+    work = CACHE / f"midtoken-genlm-{'-'.join(args.domains)}"
     work.mkdir(parents=True, exist_ok=True)
     inp, outp, log = work / "prompts.jsonl", work / "results.jsonl", work / "driver.log"
     lines = []
@@ -527,11 +527,22 @@ def markdown(summary, goals, payload) -> str:
                                              fmt(s["ms_per_byte_wall"], 1),
                                              fmt(s["ms_per_byte_cpu"], 1)]
                                             for s in payload["genlm_subset"]]), ""]
-    g = payload.get("genlm", {})
-    if g:
-        lines.append(f"genlm-bytes: {g.get('prompts_done', 0)} prompts"
-                     + (f", error: {g['error']}" if g.get("error") else "")
-                     + (f", load {g['load']}" if g.get("load") else "") + ".")
+    if payload.get("examples"):
+        lines += ["## Examples", "", markdown_table(
+            ["prompt", "its last tokens", "true", "token", "healing (back-off)", "bytes",
+             "bits: token", "bits: bytes"],
+            [[repr(e["prompt"]), " ".join(e["prompt_last_tokens"]), repr(e["target"]),
+              repr(e["token"]), repr(e["healing (back-off)"]), repr(e["bytes"]),
+              fmt(e["token_bits"], 2), fmt(e["bytes_bits"], 2)] for e in payload["examples"]]),
+            ""]
+    g = payload.get("genlm") or {}
+    for name, job in ({"": g} if "install" in g else g).items():
+        if job:
+            lines.append(f"genlm-bytes {name}: {job.get('prompts_done', 0)} prompts"
+                         + (f", error: {job['error']}" if job.get("error") else "")
+                         + (f", killed after {job['killed_after_wall_s'] / 60:.0f} min wall"
+                            if job.get("killed_after_wall_s") else "")
+                         + (f", load {job['load']}" if job.get("load") else "") + ".")
     lines.append(f"Run: `{payload['command']}`, {payload['cpu_minutes']:.1f} CPU min in this "
                  f"process (+ genlm-bytes' subprocess), {payload['wall_minutes']:.1f} min wall, "
                  f"torch threads {payload['machine']['threads']}.")
@@ -586,7 +597,13 @@ def main() -> int:
                         help="rewrite the results from the last run's raw file (.cache)")
     args = parser.parse_args()
     if args.report_only:
-        return report(*pickle.loads((CACHE / "midtoken-raw.pkl").read_bytes()))
+        payload, done = merge([pickle.loads((CACHE / f"midtoken-raw-{d}.pkl").read_bytes())
+                               for d in args.domains])
+        if "examples" not in payload:
+            torch.set_num_threads(args.threads)
+            torch.set_grad_enabled(False)
+            payload["examples"] = examples(load_model("default"), args)
+        return report(payload, done)
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     wall0 = time.perf_counter()
@@ -618,8 +635,56 @@ def main() -> int:
     payload["prompts_run"] = len(done)
     payload["cpu_minutes"] = cpu / 60
     payload["wall_minutes"] = (time.perf_counter() - wall0) / 60
-    (CACHE / "midtoken-raw.pkl").write_bytes(pickle.dumps((payload, done)))
+    payload["examples"] = examples(bundle, args)
+    (CACHE / f"midtoken-raw-{'-'.join(args.domains)}.pkl").write_bytes(
+        pickle.dumps((payload, done)))
     return report(payload, done)
+
+
+EXAMPLES = [(b"import numpy as n", b"p"),
+            (b"    def __init__(self, root, service, versi", b"on=None):")]
+
+
+def examples(bundle, args) -> list[dict]:
+    """Greedy completions (to the end of the line, at most 16 bytes) of prompts that end where
+    the canonical tokenization puts a token the continuation would not start with, and the
+    true continuation's bits under token-level decoding and byte level."""
+    rows = TokenRows(bundle.model, bundle.tokenizer)
+    lm = ByteLM(bundle.model, bundle.tokenizer, prune=args.prune, max_nodes=args.max_nodes)
+    cond = ByteLM(bundle.model, bundle.tokenizer, prune=args.prune, max_nodes=args.max_nodes)
+    out = []
+    for prompt, target in EXAMPLES:
+        p = {"prompt": prompt, "target": target, "max_bytes": 16, "stop": "\n"}
+        ids = rows.ids(prompt)
+        cond.context = [rows.bos, *ids]
+        cond.reset()
+        lm.condition(prompt)
+        gen = generate(lm, prompt, max_bytes=16, stop="\n")
+        out.append({
+            "prompt": prompt.decode(), "target": target.decode(),
+            "prompt_last_tokens": [bundle.tokenizer.convert_ids_to_tokens(i) for i in ids[-3:]],
+            "token": clip(rows.token(p), p).decode(errors="replace"),
+            "healing (back-off)": clip(rows.backoff(p), p).decode(errors="replace"),
+            "bytes": clip(gen.output, p).decode(errors="replace"),
+            "token_bits": -cond.prefix_logprob(target) / LOG2,
+            "bytes_bits": -(lm.prefix_logprob(prompt + target) - lm.prefix_logprob(prompt)) / LOG2})
+    return out
+
+
+def merge(parts: list[tuple[dict, list[dict]]]) -> tuple[dict, list[dict]]:
+    """One run from runs over different domains (``--domains code`` and ``--domains de`` run
+    as two processes on a shared machine: the CPU figures are per process either way)."""
+    if len(parts) == 1:
+        return parts[0]
+    payload = dict(parts[0][0])
+    payload["command"] = " && ".join(p["command"] for p, _ in parts)
+    for key in ("cpu_minutes", "prompts_sampled", "prompts_run"):
+        payload[key] = sum(p[key] for p, _ in parts)
+    payload["wall_minutes"] = max(p["wall_minutes"] for p, _ in parts)
+    payload["genlm"] = {" ".join(p["args"]["domains"]): p.get("genlm") for p, _ in parts}
+    payload["examples"] = next((p["examples"] for p, _ in parts if "examples" in p), None)
+    done = [q for _, d in parts for q in d]
+    return payload, done
 
 
 def report(payload: dict, done: list[dict]) -> int:
