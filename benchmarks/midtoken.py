@@ -55,7 +55,14 @@ Run::
 
     apt-get install python3-lazr.restfulclient python3-lazr.uri python3-wadllib \\
         python3-software-properties python3-cupshelpers manpages-de
-    python benchmarks/midtoken.py [--prompts 300] [--cpu-minutes 40] [--genlm-prompts 30]
+    python benchmarks/midtoken.py [--prompts 300] [--cpu-minutes 30] [--genlm-prompts 30]
+
+The committed results ran the two domains as two processes on a shared machine, then merged::
+
+    python benchmarks/midtoken.py --domains code --prompts 300 --cpu-minutes 14 \
+        --wall-minutes 68 --genlm-prompts 10 --genlm-cpu-minutes 6 --genlm-wall-minutes 70
+    (the same with --domains de)
+    python benchmarks/midtoken.py --domains code de --report-only
 
 Writes benchmarks/results/midtoken.{json,md,png}.
 """
