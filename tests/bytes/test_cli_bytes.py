@@ -72,6 +72,20 @@ def test_generate_single_and_ensemble(bl_dir, sp_dir):
     assert text.exit_code == 0 and "forward passes" in text.stdout
 
 
+@pytest.mark.parametrize("quiet, terminal, shown", [
+    (False, True, True), (True, True, False), (False, False, False)])
+def test_generate_progress_on_a_terminal_unless_quiet(bl_dir, capsys, monkeypatch, quiet,
+                                                       terminal, shown):
+    from rich.console import Console
+
+    monkeypatch.setattr(Console, "is_terminal", property(lambda self: terminal))
+    code = main(["bytes", "generate", "--model", str(bl_dir), "--prompt", "ab", "--max-bytes",
+                 "3", "--json", *(["--quiet"] if quiet else [])])
+    out = capsys.readouterr()
+    assert code == 0 and json.loads(out.out)["bytes"] <= 3
+    assert ("generating bytes" in out.err) == shown, out.err
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--combine", "mixtrue"], "did you mean 'mixture'"),
     (["--weight", "1", "--weight", "2"], "2 weights for 1 models"),

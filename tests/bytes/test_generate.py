@@ -89,3 +89,9 @@ def test_bad_arguments_are_errors(lm):
         generate(lm, b"a", greedy=False, temperature=0)
     with pytest.raises(TokenswapError, match="max_bytes"):
         generate(lm, b"a", max_bytes=-1)
+
+
+def test_progress_is_called_after_every_generated_byte(lm):
+    calls = []
+    out = generate(lm, b"ab", max_bytes=5, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(k, 5) for k in range(1, len(out.output) + 1)]

@@ -35,6 +35,7 @@ class Config:
                                        "forward pass per prompt byte) instead of reading all but "
                                        "its last two words as the tokenizer splits them.")
     as_json: bool = option(False, "Print JSON.", flag="--json")
+    quiet: bool = option(False, "No progress bar (it is shown on stderr when that is a terminal).")
     device: str | None = option(None, "torch device, e.g. cpu, cuda, cuda:1.")
 
 
@@ -55,7 +56,7 @@ def run(cfg: Config) -> dict:
                          combine=cfg.combine, max_bytes=cfg.max_bytes, stop=cfg.stop,
                          greedy=cfg.greedy, temperature=cfg.temperature, seed=cfg.seed,
                          device=cfg.device, prune=cfg.prune or None, max_nodes=cfg.max_nodes,
-                         exact_prompt=cfg.exact_prompt)
+                         exact_prompt=cfg.exact_prompt, progress=not cfg.quiet)
 
 
 def show(result: dict, cfg: Config, console) -> None:
