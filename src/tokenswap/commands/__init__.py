@@ -33,6 +33,7 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("bytes", "score"): "bytes_score",
     ("bytes", "generate"): "bytes_generate",
     ("demo",): "demo",
+    ("export",): "export",
 }
 
 # help of the command groups (first word of multi-word commands)
