@@ -16,9 +16,8 @@ if [ "$done_already" = 1 ]; then echo "$BIN"; exit 0; fi
 mkdir -p "$ROOT"
 SRC=$ROOT/llama_cpp_python-$VERSION/vendor/llama.cpp
 if [ ! -f "$SRC/CMakeLists.txt" ]; then
-  "$PY" -m pip download -q --no-deps --no-binary :all: --no-build-isolation \
-    "llama-cpp-python==$VERSION" -d "$ROOT" >&2 \
-    || "$PY" -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$ROOT" >&2
+  # the sdist only (pip prepares its metadata, ~3 min once; nothing of it is installed)
+  "$PY" -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$ROOT" >&2
   tar xzf "$ROOT/llama_cpp_python-$VERSION.tar.gz" -C "$ROOT"
 fi
 JOBS=${JOBS:-$(nproc)}
