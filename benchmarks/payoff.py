@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -202,13 +204,23 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     WORK.mkdir(parents=True, exist_ok=True)
-    bf16 = torch.backends.cpu.get_cpu_capability()
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    native_bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    bf16 = ("native (not measured here)" if native_bf16 else
+            "not measured: the CPU has no native bf16 (no avx512_bf16/amx_bf16)")
     rows = [r for d in args.domains for r in run_domain(d, args)]
     ups = speedups(rows)
-    payload = {"machine": {**machine(), "torch_cpu_capability": bf16,
-                           "load_average": list(__import__("os").getloadavg())},
+    payload = {"machine": {**machine(), "bf16": bf16,
+                           "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                           "load_average": list(os.getloadavg())},
                "args": vars(args), "rows": rows, "speedups": ups}
-    write_results(args.name, payload, table(rows, ups))
+    command = "python benchmarks/payoff.py " + " ".join(sys.argv[1:])
+    note = (f"`{command}`\n\nSmolLM2-135M, original vs transferred zero-shot to a 32k BPE of the "
+            "domain with the shipped hypernet (not tuned); held-out text; "
+            f"{args.threads} thread(s), load average at the end "
+            f"{payload['machine']['load_average'][0]:.1f} (a shared machine); bf16: "
+            f"{payload['machine']['bf16']}.\n\n")
+    write_results(args.name, payload, note + table(rows, ups))
     plot(ups, RESULTS / f"{args.name}.png")
     print(table(rows, ups))
 

@@ -64,6 +64,16 @@ def test_f32_tensors_are_the_model_weights_under_llama_cpp_names(exported, tiny_
     assert field(reader, "llama.vocab_size") == state["model.embed_tokens.weight"].shape[0]
 
 
+def test_rope_base_is_the_configs(tmp_path, source_tokenizer):
+    model = tiny_llama(len(source_tokenizer))
+    model.config.rope_parameters = {"rope_type": "default", "rope_theta": 100000.0}
+    model.save_pretrained(tmp_path / "m")
+    source_tokenizer.save_pretrained(tmp_path / "m")
+    out = tmp_path / "m.gguf"
+    assert main(["export", "--model", str(tmp_path / "m"), "--out", str(out)]) == 0
+    assert field(gguf.GGUFReader(out), "llama.rope.freq_base") == 100000.0
+
+
 def test_vocabulary_merges_and_special_ids(exported, source_tokenizer):
     reader = gguf.GGUFReader(exported)
     spec = json.loads(source_tokenizer.backend_tokenizer.to_str())

@@ -194,15 +194,26 @@ def permute_rope(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+def rope_theta(config) -> float:
+    """The rope base of a transformers config: ``rope_parameters`` (transformers 5) or
+    ``rope_theta`` (4.x); refused when it uses rope scaling, which is not written yet."""
+    params = dict(getattr(config, "rope_parameters", None) or {})
+    legacy = getattr(config, "rope_scaling", None) or {}
+    kind = params.get("rope_type", legacy.get("rope_type", legacy.get("type", "default")))
+    if kind not in ("default", None):
+        raise TokenswapError(f"cannot export: rope scaling {kind!r} is not written yet")
+    theta = params.get("rope_theta", getattr(config, "rope_theta", None))
+    if theta is None:
+        raise TokenswapError("cannot export: the model config names no rope base (rope_theta)")
+    return float(theta)
+
+
 def _check_llama(config) -> None:
     arch = getattr(config, "model_type", None)
     if arch != "llama":
         raise TokenswapError(f"cannot export a {arch!r} model: tokenswap export writes the llama "
                              "architecture only (SmolLM2, Llama 2/3 style models)")
-    scaling = getattr(config, "rope_scaling", None) or {}
-    kind = scaling.get("rope_type", scaling.get("type", "default"))
-    if kind not in ("default", None):
-        raise TokenswapError(f"cannot export: rope scaling {kind!r} is not written yet")
+    rope_theta(config)
     for flag in ("attention_bias", "mlp_bias"):
         if getattr(config, flag, False):
             raise TokenswapError(f"cannot export: {flag} models are not written yet")
@@ -263,7 +274,7 @@ def export_gguf(bundle: ModelBundle, out: str | os.PathLike, *, type: GGUFType =
         if head_dim != config.hidden_size // n_head:
             writer.add_key_length(int(head_dim))
             writer.add_value_length(int(head_dim))
-        writer.add_rope_freq_base(float(getattr(config, "rope_theta", 10000.0)))
+        writer.add_rope_freq_base(rope_theta(config))
         writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
         writer.add_vocab_size(n_rows)
         writer.add_file_type({GGUFType.f32: gguf.LlamaFileType.ALL_F32,
