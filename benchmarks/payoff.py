@@ -9,7 +9,7 @@ two tokenizers compare:
 - scoring throughput: transformers scores the held-out text (windows of 1024 tokens, batch 1;
   also its bits/byte); llama.cpp: llama-bench's prompt processing of 1024 tokens; bytes/s =
   tokens/s / tokens per byte;
-- generation throughput: greedy, 256 new tokens after a held-out prompt, batch 1 and 8 in
+- generation throughput: greedy, `--new-tokens` (256) after a held-out prompt, batch 1 and 8 in
   transformers, batch 1 in llama.cpp (llama-bench tg256); bytes/s = tokens/s / tokens per byte
   of the held-out text (what the model would emit on text like it);
 - peak resident memory: above the starting point for transformers (the model loaded inside the
@@ -71,27 +71,28 @@ def gguf_of(name: str, domain: str, model_dir: Path, kind: str) -> Path:
 def transformers_row(model_dir: Path, heldout: list[str], prompt_text: str, args) -> dict:
     with PeakMemory() as mem:
         bundle = load_model(str(model_dir))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = bits_per_byte(bundle.model, bundle.tokenizer, heldout, max_length=1024,
                                batch_size=1, progress=False)
-        score_s = time.perf_counter() - t0
+        score_s, score_cpu = time.perf_counter() - t0, time.process_time() - c0
     row = {"runtime": "transformers fp32", "bits_per_byte": result.bits_per_byte,
            "tokens_per_byte": result.tokens_per_byte, "bytes": result.bytes,
            "score_bytes_per_s": result.bytes / score_s, "score_seconds": score_s,
-           "peak_mb": mem.mb}
+           "score_bytes_per_cpu_s": result.bytes / score_cpu, "peak_mb": mem.mb}
     ids = bundle.tokenizer(prompt_text, add_special_tokens=False,
                            return_tensors="pt")["input_ids"][:, -args.prompt_tokens:]
     for batch in args.batches:
         x = ids.repeat(batch, 1)
         with torch.no_grad():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out = bundle.model.generate(x, attention_mask=torch.ones_like(x), do_sample=False,
                                         max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
                                         pad_token_id=2)
-            secs = time.perf_counter() - t0
+            secs, cpu = time.perf_counter() - t0, time.process_time() - c0
         new = (out.shape[1] - x.shape[1]) * batch
         row[f"gen_b{batch}_tokens_per_s"] = new / secs
         row[f"gen_b{batch}_bytes_per_s"] = new / secs / result.tokens_per_byte
+        row[f"gen_b{batch}_bytes_per_cpu_s"] = new / cpu / result.tokens_per_byte
     del bundle
     return row
 
@@ -137,7 +138,8 @@ def speedups(rows: list[dict]) -> list[dict]:
                     and r["runtime"] == row["runtime"])
         s = {"domain": row["domain"], "runtime": row["runtime"],
              "token_ratio": base["tokens_per_byte"] / row["tokens_per_byte"]}
-        for key in ("score_bytes_per_s", "gen_b1_bytes_per_s", "gen_b8_bytes_per_s"):
+        for key in ("score_bytes_per_s", "gen_b1_bytes_per_s", "gen_b8_bytes_per_s",
+                    "score_bytes_per_cpu_s", "gen_b1_bytes_per_cpu_s", "gen_b8_bytes_per_cpu_s"):
             if key in row and key in base:
                 s[key] = row[key] / base[key]
         out.append(s)
@@ -158,10 +160,12 @@ def table(rows: list[dict], ups: list[dict]) -> str:
           f(r.get("gen_b8_bytes_per_s")), f(r["peak_mb"])] for r in rows])
     ratio = markdown_table(
         ["domain", "runtime", "token ratio", "scoring bytes/s ratio", "generation bytes/s ratio (b1)",
-         "(b8)"],
+         "(b8)", "scoring bytes/CPU-s ratio", "generation bytes/CPU-s ratio (b1)", "(b8)"],
         [[s["domain"], s["runtime"], f(s["token_ratio"], "{:.2f}x"),
           f(s.get("score_bytes_per_s"), "{:.2f}x"), f(s.get("gen_b1_bytes_per_s"), "{:.2f}x"),
-          f(s.get("gen_b8_bytes_per_s"), "{:.2f}x")] for s in ups])
+          f(s.get("gen_b8_bytes_per_s"), "{:.2f}x"), f(s.get("score_bytes_per_cpu_s"), "{:.2f}x"),
+          f(s.get("gen_b1_bytes_per_cpu_s"), "{:.2f}x"), f(s.get("gen_b8_bytes_per_cpu_s"), "{:.2f}x")]
+         for s in ups])
     return main + "\n\nTransferred over original (same runtime, same held-out bytes):\n\n" + ratio
 
 

@@ -95,12 +95,17 @@ def tokenize(gguf: str | os.PathLike, text: str) -> list[int]:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def complete(gguf: str | os.PathLike, prompt: str, n: int, *, threads: int = 1) -> Run:
+def complete(gguf: str | os.PathLike, prompt: str, n: int, *, threads: int = 1
+             ) -> tuple[str, Run]:
     """Greedy continuation of ``prompt`` by ``n`` tokens (fewer at an end-of-generation
-    token); ``stdout`` is the continuation only."""
-    return run("llama-completion", "-m", str(gguf), "-p", prompt, "-n", str(n), "--temp", "0",
-               "--top-k", "1", "--no-display-prompt", "-no-cnv", "--no-escape", "-t",
-               str(threads), "-c", "2048", "--seed", "0", threads=threads)
+    token): the continuation's text, and the run. llama-completion prints the text, then
+    ``" [end of text]\n"`` if an end-of-generation token stopped it, then ``"\n\n"``."""
+    r = run("llama-completion", "-m", str(gguf), "-p", prompt, "-n", str(n), "--temp", "0",
+            "--top-k", "1", "--no-display-prompt", "-no-cnv", "--no-escape", "-t",
+            str(threads), "-c", "2048", "--seed", "0", threads=threads)
+    if not r.stdout.endswith("\n\n"):
+        raise RuntimeError("llama-completion's output does not end as expected")
+    return r.stdout[:-2].removesuffix(" [end of text]\n"), r
 
 
 def perplexity(gguf: str | os.PathLike, text: str, *, ctx: int, stride: int,
