@@ -62,7 +62,11 @@ def test_greedy_64_tokens_match_transformers(german, kind):
     assert got == want
 
 
-def test_llama_cpp_perplexity_is_tokenswap_eval_within_1_percent(german):
+def test_llama_cpp_perplexity_matches_transformers_on_the_same_windows(german):
+    """llama-perplexity (strided: windows of 512 tokens every 256, the last 256 scored) against
+    the same model in transformers on exactly the same windows and tokens: within 1% in bits
+    per byte. Against `tokenswap eval` on the whole text (which also scores the first 256
+    tokens, with less context, and so reads higher) the gap is ~2.3%: asserted within 3%."""
     from tokenswap.scoring.bpb import bits_per_byte
     from tokenswap.vocab.bytes import ByteVocab
 
@@ -73,8 +77,19 @@ def test_llama_cpp_perplexity_is_tokenswap_eval_within_1_percent(german):
     ppl, _ = llama_cpp.perplexity(ggufs["f32"], heldout, ctx=ctx, stride=stride, chunks=chunks)
     scored = ids[ctx - stride: ctx - stride + chunks * stride]
     token_bytes = ByteVocab.from_tokenizer(bundle.tokenizer).token_bytes
-    llama_bpb = len(scored) * math.log2(ppl) / sum(len(token_bytes[t]) for t in scored)
-    ours = bits_per_byte(bundle.model, bundle.tokenizer, [heldout], max_length=ctx,
-                         stride=stride, progress=False)
-    print(f"llama.cpp {llama_bpb:.4f} bits/byte, tokenswap {ours.bits_per_byte:.4f}")
-    assert llama_bpb == pytest.approx(ours.bits_per_byte, rel=0.01)
+    n_bytes = sum(len(token_bytes[t]) for t in scored)
+    llama_bpb = len(scored) * math.log2(ppl) / n_bytes
+    nats = 0.0
+    with torch.no_grad():
+        for i in range(chunks):
+            window = torch.tensor([ids[i * stride: i * stride + ctx]])
+            logp = torch.log_softmax(bundle.model(window).logits[0].float(), -1)
+            targets = window[0, ctx - stride:]
+            nats -= logp[ctx - stride - 1: ctx - 1].gather(1, targets[:, None]).sum().item()
+    same_windows_bpb = nats / math.log(2) / n_bytes
+    whole = bits_per_byte(bundle.model, bundle.tokenizer, [heldout], max_length=ctx,
+                          stride=stride, progress=False).bits_per_byte
+    print(f"llama.cpp {llama_bpb:.4f} bits/byte, transformers same windows "
+          f"{same_windows_bpb:.4f}, tokenswap eval whole text {whole:.4f}")
+    assert llama_bpb == pytest.approx(same_windows_bpb, rel=0.01)
+    assert llama_bpb == pytest.approx(whole, rel=0.03)
