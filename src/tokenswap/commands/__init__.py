@@ -34,6 +34,7 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("bytes", "generate"): "bytes_generate",
     ("demo",): "demo",
     ("dynamic",): "dynamic",
+    ("export",): "export",
 }
 
 # help of the command groups (first word of multi-word commands)

@@ -104,18 +104,30 @@ def check_output_file(out: str | os.PathLike, *, overwrite: bool = False) -> Pat
 
 def write_file(out: str | os.PathLike, text: str, *, overwrite: bool = False) -> Path:
     """Write ``text`` to a temporary sibling of ``out``, then rename it into place."""
+    with atomic_file(out, overwrite=overwrite) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(out)
+
+
+@contextlib.contextmanager
+def atomic_file(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield the path of an empty temporary sibling of file ``out``; on success rename it to
+    ``out``. On any exception the temporary file is removed and an existing ``out`` is kept.
+
+    For writers that want a path rather than text (``gguf.GGUFWriter``).
+    """
     out = check_output_file(out, overwrite=overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.resolve().parent)
-    as_umask_allows(tmp)
+    fd, name = tempfile.mkstemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.resolve().parent)
+    os.close(fd)
+    tmp = Path(name)
+    as_umask_allows(tmp)  # mkstemp makes 0600
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        yield tmp
         os.replace(tmp, out)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return out
 
 
 @contextlib.contextmanager
@@ -255,7 +267,7 @@ def save_model(bundle: ModelBundle, out: str | os.PathLike, *, overwrite: bool =
     return Path(out)
 
 
-__all__ = ["atomic_dir", "check_output_dir", "exchange", "recover", "remove_leftovers",
+__all__ = ["atomic_dir", "atomic_file", "check_output_dir", "exchange", "recover", "remove_leftovers",
            "save_model"]
 
 
