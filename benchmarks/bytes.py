@@ -77,7 +77,7 @@ import sys
 import time
 
 import torch
-from common import corpus_split, machine, markdown_table, write_results
+from common import corpus_split, machine, markdown_table, token_ends, write_results
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from tokenswap import api
@@ -145,13 +145,7 @@ def sample_prompts(texts: list[str], tokenizer, vocab: ByteVocab, per_class: int
         if cut - start < 32:
             continue
         if d not in bounds:
-            ids = tokenizer(data.decode(), add_special_tokens=False).input_ids
-            ends, pos = set(), 0
-            for t in ids:
-                pos += len(vocab.token_bytes[t] or b"")
-                ends.add(pos)
-            assert pos == len(data), "canonical tokenization does not reproduce the document"
-            bounds[d] = ends
+            bounds[d] = token_ends(tokenizer, vocab, data)
         kind = "space" if data[cut - 1] == 0x20 else (
             "boundary" if cut in bounds[d] else "mid-token")
         if len(buckets[kind]) >= per_class:

@@ -170,3 +170,15 @@ def original_score(model, tokenizer, texts: list[str], max_length: int, score):
     CACHE.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(disk, indent=2) + "\n")
     return result
+
+
+def token_ends(tokenizer, vocab, data: bytes) -> set[int]:
+    """Byte offsets in ``data`` where a token of ``tokenizer``'s own tokenization ends (how
+    prompts cut at a byte are classed: mid-token, or at a token boundary)."""
+    ids = tokenizer(data.decode(), add_special_tokens=False).input_ids
+    ends, pos = set(), 0
+    for t in ids:
+        pos += len(vocab.token_bytes[t] or b"")
+        ends.add(pos)
+    assert pos == len(data), "canonical tokenization does not reproduce the document"
+    return ends

@@ -80,7 +80,15 @@ import time
 from pathlib import Path
 
 import torch
-from common import CACHE, RESULTS, corpus_split, machine, markdown_table, write_results
+from common import (
+    CACHE,
+    RESULTS,
+    corpus_split,
+    machine,
+    markdown_table,
+    token_ends,
+    write_results,
+)
 
 from tokenswap.bytes.exact import ByteLM
 from tokenswap.bytes.generate import generate
@@ -153,13 +161,7 @@ def sample_prompts(domain: str, docs: list[bytes], tokenizer, vocab: ByteVocab, 
         if cut - start < 32:
             continue
         if d not in bounds:
-            ids = tokenizer(data.decode(), add_special_tokens=False).input_ids
-            ends, pos = set(), 0
-            for t in ids:
-                pos += len(vocab.token_bytes[t] or b"")
-                ends.add(pos)
-            assert pos == len(data), "canonical tokenization does not reproduce the document"
-            bounds[d] = ends
+            bounds[d] = token_ends(tokenizer, vocab, data)
         kind = "space" if data[cut - 1] == 0x20 else (
             "boundary" if cut in bounds[d] else "mid-token")
         if len(buckets[kind]) >= per_class:
