@@ -26,6 +26,17 @@ def test_leaf_modules_do_not_load_transformers():
     assert "torch" not in _loaded_after("import tokenswap")
 
 
+def test_command_options_load_no_torch():
+    """The CLI reads every command's Config for --help: those modules must stay light.
+    (``bytes generate``'s choices come from ``bytes/ensemble.py``, which imports torch.)"""
+    from tokenswap.commands import COMMANDS
+
+    modules = sorted({f"tokenswap.commands.{m}" for m in COMMANDS.values()}
+                     - {"tokenswap.commands.bytes_generate"})
+    loaded = _loaded_after("; ".join(f"import {m}" for m in modules))
+    assert "torch" not in loaded and "transformers" not in loaded
+
+
 def _module_name(path: Path) -> str:
     parts = path.relative_to(SRC.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
