@@ -292,3 +292,28 @@ def test_training_works_under_no_grad(tmp_path, source_tokenizer):
                                 **TINY)
     assert result.step == 2 and result.loss == result.loss
     assert any(p.abs().sum() > 0 for n, p in result.hypernet.named_parameters() if "head" in n)
+
+
+def test_init_starts_from_a_saved_hypernet_and_refuses_another_base(tmp_path, source_tokenizer):
+    """``init=DIR`` continues a finished hypernet: the step-0 evaluation is that hypernet's (not
+    a fresh one's), its shape wins over ``hypernet=``, and a hypernet of another model is
+    refused with one line before any step."""
+    first = train_hypernet(bundle(source_tokenizer), GERMAN * 2, tmp_path / "a",
+                           eval_texts=GERMAN[:8], steps=8, eval_every=8, checkpoint_every=100,
+                           **TINY)
+    end_of_first = [r for r in log(tmp_path / "a") if "eval_loss" in r][-1]["eval_loss"]
+    options = {**TINY, "hypernet": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32}}
+    second = train_hypernet(bundle(source_tokenizer), GERMAN * 2, tmp_path / "b",
+                            eval_texts=GERMAN[:8], steps=2, eval_every=2, checkpoint_every=100,
+                            init=str(tmp_path / "a"), **options)
+    start = [r for r in log(tmp_path / "b") if "eval_loss" in r][0]
+    assert start["step"] == 0
+    assert start["eval_loss"] == pytest.approx(end_of_first, abs=1e-5)
+    assert second.hypernet.config.d_model == first.hypernet.config.d_model
+
+    other = ModelBundle(tiny_llama(len(source_tokenizer), tied=True, seed=7), source_tokenizer,
+                        "other-llama")
+    with pytest.raises(TokenswapError, match="base"):
+        train_hypernet(other, GERMAN * 2, tmp_path / "c",
+                       steps=2, init=str(tmp_path / "a"), **TINY)
+    assert not (tmp_path / "c" / "hypernet.safetensors").exists()

@@ -46,6 +46,10 @@ class TrainConfig(TrainingConfig):
     resume_keys: ClassVar[tuple[str, ...]] = ("seed", "batch_size", "seq_len", "identity_steps")
     what: ClassVar[str] = "hypernet training option"
 
+    init: str | None = option(
+        None, "Start from this hypernet's weights instead of a fresh one: a directory, or "
+              "'default' (the hypernet shipped for the model). Its shape replaces "
+              "--hypernet.* and its base must be the model's.")
     batch_size: int = option(8, "Texts per step, over all ranks.")
     weight_decay: float = option(0.01, "AdamW decoupled weight decay of the hypernet.")
     warmup_steps: int = option(

@@ -297,8 +297,7 @@ def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx:
     sampler = TokenizerSampler(bundle.tokenizer, cfg.sampler)
 
     seed_everything(cfg.seed)
-    hn = Hypernet.for_source(source, base_model=bundle.spec, tokenizer=bundle.tokenizer,
-                             **asdict(cfg.hypernet)).to(device)
+    hn = _start(bundle, source, cfg, device)
     hn.train()
     optimizer = torch.optim.AdamW(hn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     evaluator = _Evaluator(eval_texts, sampler, bundle.tokenizer, cfg, device,
@@ -314,6 +313,22 @@ def _train(bundle, chunks, out: Path, cfg: TrainConfig, eval_texts, device, ctx:
     return TrainResult(hypernet=hn, step=done.step, loss=done.loss, out=out,
                        seconds=time.perf_counter() - start_time, train_seconds=done.train_seconds,
                        train_cpu_seconds=done.train_cpu_seconds)
+
+
+def _start(bundle, source: SourceEmbeddings, cfg: TrainConfig, device) -> Hypernet:
+    """The hypernet training starts from: a fresh one of ``cfg.hypernet``'s shape, or the one
+    ``cfg.init`` names (checked to belong to this model), in float32 on ``device``."""
+    if cfg.init is None:
+        return Hypernet.for_source(source, base_model=bundle.spec, tokenizer=bundle.tokenizer,
+                                   **asdict(cfg.hypernet)).to(device)
+    if cfg.init == "default":
+        from tokenswap.hypernet.shipped import for_model
+
+        return for_model(bundle, device=device)
+    from tokenswap.hypernet.model import load_hypernet
+
+    return load_hypernet(cfg.init, source, bundle.name, tokenizer=bundle.tokenizer,
+                         device=device)
 
 
 class _Evaluator:
