@@ -36,7 +36,11 @@ CORPORA = {**DOMAINS, "ru": [f"{_MAN}/usr/share/man/ru"],
            "en": [f"{_MAN}/usr/share/man/man{s}" for s in (1, 2, 3, 5, 7, 8)],
            # languages no hypernet trains on (benchmarks/hypernet.py --unseen): Debian's
            # manpages-fr, -ja, -pl
-           **{lang: [f"{_MAN}/usr/share/man/{lang}"] for lang in ("fr", "ja", "pl")}}
+           **{lang: [f"{_MAN}/usr/share/man/{lang}"] for lang in ("fr", "ja", "pl")},
+           # more languages and scripts a hypernet may train on (hypernet_levers.py): Debian's
+           # manpages-es, -it, -uk, -zh
+           **{lang: [f"{_MAN}/usr/share/man/{lang}"] for lang in ("es", "it", "uk")},
+           "zh": [f"{_MAN}/usr/share/man/zh_CN"]}
 
 
 def corpus_split(name: str, train_bytes: int, heldout_bytes: int, *,

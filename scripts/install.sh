@@ -41,7 +41,7 @@ if [ "$BENCH" = 1 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
       > /etc/dpkg/dpkg.cfg.d/tokenswap-man-bench
   fi
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq manpages \
-    manpages-dev manpages-ru manpages-fr manpages-ja manpages-pl dict-freedict-deu-eng dict-freedict-eng-rus \
+    manpages-dev manpages-ru manpages-fr manpages-ja manpages-pl manpages-es manpages-it manpages-uk manpages-zh dict-freedict-deu-eng dict-freedict-eng-rus \
     debian-reference-en debian-reference-de debian-reference-fr debian-reference-es \
     debian-reference-it debian-reference-pt debian-reference-id debian-reference-ja \
     debian-reference-zh-cn debian-reference-zh-tw python3-lazr.restfulclient python3-lazr.uri \

@@ -17,6 +17,7 @@ from tokenswap.errors import TokenswapError
 from tokenswap.hypernet.model import Hypernet, PieceInputs, Prediction, SourceEmbeddings
 from tokenswap.hypernet.sampler import SamplerConfig, TokenizerSampler
 from tokenswap.hypernet.train import (
+    ChunkTeacher,
     FrozenLM,
     TrainConfig,
     _Evaluator,
@@ -317,3 +318,70 @@ def test_init_starts_from_a_saved_hypernet_and_refuses_another_base(tmp_path, so
         train_hypernet(other, GERMAN * 2, tmp_path / "c",
                        steps=2, init=str(tmp_path / "a"), **TINY)
     assert not (tmp_path / "c" / "hypernet.safetensors").exists()
+
+
+def test_alm_teacher_is_zero_on_the_source_tokenizer_and_positive_elsewhere(source_tokenizer,
+                                                                            german_tokenizer):
+    """Read with its own tokenizer and its own rows (what the identity pair predicts exactly
+    when the hypernet copies them), the student is the teacher: ALM loss 0 on every chunk. With
+    another tokenizer and a fresh hypernet's rows it is positive, over fewer, longer chunks."""
+    b = bundle(source_tokenizer)
+    lm = FrozenLM(b.model)
+    source = SourceEmbeddings.from_bundle(b)
+    teacher = ChunkTeacher(lm, source_tokenizer, seq_len=24, temperature=100.0)
+    texts = GERMAN[:3]
+    exact = Prediction(input=source.input, output=source.output, bias=source.bias)
+    ids, mask = encode(source_tokenizer, texts, 24, "cpu")
+    loss, chunks = teacher.loss_sum(lm.logits(exact, ids, mask), ids, mask, source_tokenizer,
+                                    texts)
+    assert chunks == int(mask.sum()) - len(texts)  # a chunk per token but each text's first
+    assert float(loss) == pytest.approx(0.0, abs=1e-4)
+
+    hn = Hypernet.for_source(source, **TINY["hypernet"])
+    pred = hn(PieceInputs.from_pair(build_pair(source_tokenizer, german_tokenizer), 8), source)
+    g_ids, g_mask = encode(german_tokenizer, texts, 24, "cpu")
+    loss, g_chunks = teacher.loss_sum(lm.logits(pred, g_ids, g_mask), g_ids, g_mask,
+                                      german_tokenizer, texts)
+    assert float(loss.detach()) > 0.1 and 0 < g_chunks < chunks
+
+
+def test_alm_gradient_lowers_the_alm_loss_of_a_batch(source_tokenizer, german_tokenizer):
+    b = bundle(source_tokenizer)
+    lm, source = FrozenLM(b.model), SourceEmbeddings.from_bundle(b)
+    teacher = ChunkTeacher(lm, source_tokenizer, seq_len=24, temperature=100.0)
+    torch.manual_seed(0)
+    hn = Hypernet.for_source(source, **TINY["hypernet"])
+    inputs = PieceInputs.from_pair(build_pair(source_tokenizer, german_tokenizer), 8)
+    texts = GERMAN[:4]
+    ids, mask = encode(german_tokenizer, texts, 24, "cpu")
+
+    def alm() -> torch.Tensor:
+        total, chunks = teacher.loss_sum(lm.logits(hn(inputs, source), ids, mask), ids, mask,
+                                         german_tokenizer, texts)
+        return total / chunks
+
+    optimizer = torch.optim.Adam(hn.parameters(), lr=3e-3)
+    first = float(alm().detach())
+    for _ in range(15):
+        optimizer.zero_grad()
+        alm().backward()
+        optimizer.step()
+    assert float(alm().detach()) < 0.7 * first
+
+
+@pytest.mark.parametrize("objective", ["alm", "lm+alm"])
+def test_alm_objective_trains_and_logs(tmp_path, source_tokenizer, objective):
+    """The objective reaches the update: other weights than the lm objective's, chunk counts
+    and a finite ALM loss logged every step."""
+    lm_run = train_hypernet(bundle(source_tokenizer), GERMAN * 2, tmp_path / "lm", steps=4,
+                            checkpoint_every=100, **TINY)
+    result = train_hypernet(bundle(source_tokenizer), GERMAN * 2, tmp_path / "hn", steps=4,
+                            checkpoint_every=100, objective=objective, **TINY)
+    train = [r for r in log(tmp_path / "hn") if "loss" in r]
+    assert len(train) == 4 and all(0 <= r["alm"] < 1e3 and r["chunks"] > 0 for r in train)
+    assert [r["loss"] for r in train][:1] == [r["loss"] for r in log(tmp_path / "lm")
+                                              if "loss" in r][:1]  # same start
+    changed = [not torch.equal(a, c) for a, c in zip(lm_run.hypernet.state_dict().values(),
+                                                     result.hypernet.state_dict().values(),
+                                                     strict=True)]
+    assert any(changed)

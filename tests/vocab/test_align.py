@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tokenswap.errors import TokenswapError
-from tokenswap.vocab.align import check_bytes, chunk_ids, token_lengths
+from tokenswap.vocab.align import check_bytes, chunk_ids, prefix_chunk_ids, token_lengths
 from tokenswap.vocab.bytes import ByteVocab
 
 FAST = settings(max_examples=30, deadline=None,
@@ -55,6 +55,33 @@ def test_hand_example():
     assert a.tolist() == [0, 0, 0, 0] and b.tolist() == [0]
     with pytest.raises(ValueError, match="3 and 2 bytes"):
         chunk_ids([1, 2], [2])
+
+
+def test_prefix_hand_example():
+    # a spells 6 bytes, b only 4: boundaries at 2 and 3 are common, a's last token is past b's
+    a, b, n = prefix_chunk_ids([2, 1, 3], [1, 1, 1, 1])
+    assert n == 2 and a.tolist() == [0, 1, -1] and b.tolist() == [0, 0, 1, -1]
+    a, b, n = prefix_chunk_ids([2], [1])  # no common end: no chunk
+    assert n == 0 and a.tolist() == [-1] and b.tolist() == [-1]
+
+
+@FAST
+@given(st.text(max_size=80), st.integers(1, 40), st.integers(1, 40))
+def test_prefix_chunks_of_cut_sequences_spell_the_same_bytes(source_tokenizer, german_tokenizer,
+                                                           text, cut_a, cut_b):
+    """Both tokenizations cut at a token count (as hypernet training cuts them): every whole
+    chunk spells the same bytes on both sides, and together they are a prefix of the text."""
+    va, vb = ByteVocab.from_tokenizer(source_tokenizer), ByteVocab.from_tokenizer(german_tokenizer)
+    ids_a = source_tokenizer(text, add_special_tokens=False)["input_ids"][:cut_a]
+    ids_b = german_tokenizer(text, add_special_tokens=False)["input_ids"][:cut_b]
+    ca, cb, n = prefix_chunk_ids(token_lengths(va, ids_a), token_lengths(vb, ids_b))
+    pa, pb = pieces(va, ids_a), pieces(vb, ids_b)
+    spelled_a = [b"".join(p for p, c in zip(pa, ca, strict=True) if c == k) for k in range(n)]
+    spelled_b = [b"".join(p for p, c in zip(pb, cb, strict=True) if c == k) for k in range(n)]
+    assert spelled_a == spelled_b and all(spelled_a)
+    assert text.encode().startswith(b"".join(spelled_a))
+    # every token left out ends after the last whole chunk
+    assert all(c == -1 for c in ca[len([c for c in ca if c >= 0]):])
 
 
 @FAST

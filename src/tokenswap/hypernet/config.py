@@ -12,6 +12,7 @@ from typing import ClassVar
 from tokenswap.config import option
 from tokenswap.errors import TokenswapError
 from tokenswap.training.config import TrainingConfig
+from tokenswap.tuning.config import Objective
 
 
 @dataclass
@@ -66,6 +67,13 @@ class TrainConfig(TrainingConfig):
              "matches) toward their source rows.")
     identity_steps: int = option(
         0, "First steps train on the source tokenizer itself (the paper's warm-up).")
+    objective: Objective = option(
+        Objective.LM, "Training loss: lm (next token under the predicted embeddings), alm (match "
+                      "the frozen model's own likelihood, with its own tokenizer, of every byte "
+                      "chunk both tokenizations end on) or lm+alm.")
+    alm_temperature: float = option(
+        100.0, "Binarisation temperature of alm (as `tokenswap tune --alm-temperature`).")
+    alm_weight: float = option(1.0, "Weight of the alm term in lm+alm.")
     sample_texts: int = option(
         64, "Texts each step's tokenizer is drawn from: the batch and random others.")
     eval_batches: int = option(4, "Batches of held-out texts scored per evaluation.")
@@ -78,6 +86,8 @@ class TrainConfig(TrainingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not self.alm_temperature > 0:
+            raise TokenswapError(f"alm_temperature must be positive, got {self.alm_temperature}")
         for name in ("seq_len", "sample_texts", "eval_batches"):
             if getattr(self, name) < 1:
                 raise TokenswapError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -12,7 +12,11 @@ Minixhofer et al., "Zero-Shot Tokenizer Transfer" (arXiv 2405.07883), section 3.
    times the predicted output matrix (plus bias), next-token cross-entropy is the loss;
 4. an auxiliary loss pulls the predicted rows of tokens that exist in the source vocabulary
    (``Provenance.EXACT``) toward their source rows: mean squared error divided by the mean
-   square of the source matrix (so ``aux_weight`` does not depend on the embedding scale).
+   square of the source matrix (so ``aux_weight`` does not depend on the embedding scale);
+5. with ``objective`` ``alm`` or ``lm+alm``, the frozen model reading the same texts with its
+   own tokenizer and embeddings is a teacher: its likelihood of every byte chunk both
+   tokenizations end on is matched by the student's (:class:`ChunkTeacher`); ``alm`` drops
+   the next-token term.
 
 The loop around the step is the shared training skeleton (:mod:`tokenswap.training`), as for
 ``tokenswap tune``: AdamW, linear warm-up capped at a tenth of the run, then cosine, linear or
@@ -58,6 +62,7 @@ from tokenswap.hypernet.sampler import TokenizerSampler
 from tokenswap.training.checkpoint import TaskState, open_output, seed_everything
 from tokenswap.training.log import LOG_FILE
 from tokenswap.training.loop import run
+from tokenswap.tuning.config import Objective
 from tokenswap.vocab.pair import Provenance, TokenPair, build_pair
 
 
@@ -116,11 +121,78 @@ class FrozenLM:
     def loss_sum(self, pred: Prediction, ids: torch.Tensor, mask: torch.Tensor
                  ) -> tuple[torch.Tensor, int]:
         """Summed next-token cross-entropy (nats) over the real tokens, and their number."""
-        logits = self.logits(pred, ids, mask)[:, :-1]
-        targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
-                               ignore_index=-100, reduction="sum")
-        return loss, int((targets != -100).sum())
+        return nats_sum(self.logits(pred, ids, mask), ids, mask)
+
+
+def nats_sum(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
+             ) -> tuple[torch.Tensor, int]:
+    """Summed next-token cross-entropy (nats) of (B, T, V) ``logits`` over the real tokens of
+    ``ids``, and their number."""
+    logits = logits[:, :-1]
+    targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                           ignore_index=-100, reduction="sum")
+    return loss, int((targets != -100).sum())
+
+
+class ChunkTeacher:
+    """The frozen model read with its own tokenizer, as the ALM objective's teacher.
+
+    Approximate likelihood matching (Minixhofer, Vulić & Ponti, arXiv 2503.20083; the loss is
+    :func:`tokenswap.tuning.distill.alm_loss`): the model's log-likelihood of a byte chunk, read
+    with its own embeddings and tokenizer, is a target for the same model reading that chunk
+    with the sampled tokenizer and predicted embeddings. Chunks end where both tokenizations
+    of a text end on the same byte (:func:`~tokenswap.vocab.align.prefix_chunk_ids`: each side
+    is cut at its own token count); the first chunk of a text is not scored (its first token
+    has no context). The teacher costs one forward pass without gradients per step, counted in
+    the training clock; no second model is loaded.
+    """
+
+    def __init__(self, lm: FrozenLM, tokenizer, seq_len: int, temperature: float) -> None:
+        from tokenswap.vocab.align import length_table
+        from tokenswap.vocab.bytes import ByteVocab
+
+        self.lm, self.tokenizer, self.temperature = lm, tokenizer, temperature
+        self.vocab = ByteVocab.from_tokenizer(tokenizer)
+        self.table = length_table(self.vocab)
+        # the source tokenizer may need more tokens than the sampled one for the same bytes
+        self.seq_len = 2 * seq_len
+
+    def loss_sum(self, logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, tokenizer,
+                 texts: Sequence[str]) -> tuple[torch.Tensor, int]:
+        """Summed ALM loss over the chunks of the student's (B, T, V) ``logits`` of ``ids``
+        (tokens of ``tokenizer``, the texts ``texts`` cut at T), and the number of chunks."""
+        from tokenswap.tuning.distill import alm_loss, chunk_sums, token_logprobs
+        from tokenswap.vocab.align import length_table, prefix_chunk_ids, token_lengths
+        from tokenswap.vocab.bytes import ByteVocab
+
+        t_ids, t_mask = encode(self.tokenizer, texts, self.seq_len, ids.device)
+        with torch.no_grad():
+            t_logits = self.lm.model(input_ids=t_ids, attention_mask=t_mask).logits
+            t_logp = token_logprobs(t_logits, t_ids)
+        s_logp = token_logprobs(logits, ids)
+        s_vocab = ByteVocab.from_tokenizer(tokenizer)
+        s_table = length_table(s_vocab)
+        s_chunks = torch.full(ids.shape, -1, dtype=torch.long)
+        t_chunks = torch.full(t_ids.shape, -1, dtype=torch.long)
+        counts = []
+        for r in range(ids.shape[0]):
+            s_row = ids[r, mask[r].bool()].tolist()
+            t_row = t_ids[r, t_mask[r].bool()].tolist()
+            a, b, n = prefix_chunk_ids(token_lengths(s_vocab, s_row, s_table),
+                                       token_lengths(self.vocab, t_row, self.table))
+            # chunk 0 holds the first token, which has no context: not scored
+            s_chunks[r, : len(a)] = torch.from_numpy(np.where(a >= 1, a - 1, -1))
+            t_chunks[r, : len(b)] = torch.from_numpy(np.where(b >= 1, b - 1, -1))
+            counts.append(max(n - 1, 0))
+        size = max(1, max(counts))
+        s_chunks, t_chunks = s_chunks.to(ids.device), t_chunks.to(ids.device)
+        student = chunk_sums(s_logp, s_chunks, size)
+        teacher = chunk_sums(t_logp, t_chunks, size)
+        valid = torch.arange(size, device=ids.device)[None, :] < torch.tensor(
+            counts, device=ids.device)[:, None]
+        loss = alm_loss(teacher[valid], student[valid], self.temperature).sum()
+        return loss, int(valid.sum())
 
 
 def aux_loss(pred: Prediction, pair: TokenPair, inputs_device: torch.device,
@@ -215,6 +287,8 @@ class HypernetTraining:
         self.source_tok, self.sampler, self.chunks = source_tok, sampler, chunks
         self.cfg, self.ctx, self.device, self.evaluator = cfg, ctx, device, evaluator
         self.identity_pair: TokenPair | None = None
+        self.teacher = None if cfg.objective is Objective.LM else ChunkTeacher(
+            lm, source_tok, cfg.seq_len, cfg.alm_temperature)
 
     def step(self, step: int, progress: float) -> dict:
         cfg, ctx = self.cfg, self.ctx
@@ -232,12 +306,26 @@ class HypernetTraining:
         ids, mask = encode(tokenizer, batch[ctx.rank::ctx.world], cfg.seq_len, self.device)
 
         pred = self.hn(inputs, self.source)
-        nats, count = self.lm.loss_sum(pred, ids, mask)
+        logits = self.lm.logits(pred, ids, mask)
+        nats, count = nats_sum(logits, ids, mask)
         global_count = max(1.0, ctx.sum(count))
         aux = aux_loss(pred, pair, self.device, self.source)
-        (nats / global_count + cfg.aux_weight * aux / ctx.world).backward()
+        loss = cfg.aux_weight * aux / ctx.world
+        if cfg.objective is not Objective.ALM:
+            loss = loss + nats / global_count
+        record = {}
+        if self.teacher is not None:
+            alm, chunks = self.teacher.loss_sum(logits, ids, mask, tokenizer,
+                                                batch[ctx.rank::ctx.world])
+            global_chunks = max(1.0, ctx.sum(chunks))
+            weight = cfg.alm_weight if cfg.objective is Objective.LM_ALM else 1.0
+            loss = loss + weight * alm / global_chunks
+            record = {"alm": ctx.sum(float(alm.detach())) / global_chunks,
+                      "chunks": global_chunks}
+        loss.backward()
         return {"loss": ctx.sum(float(nats.detach())) / global_count, "aux": float(aux.detach()),
-                "vocab": len(pair), "truncated": inputs.stats.truncated, "tokens": global_count}
+                **record, "vocab": len(pair), "truncated": inputs.stats.truncated,
+                "tokens": global_count}
 
     def evaluate(self, step: int) -> dict | None:
         return self.evaluator(self.hn, self.lm, self.source) if self.evaluator else None
@@ -371,5 +459,5 @@ def trained_files(out: str | os.PathLike) -> bool:
     return (out / WEIGHTS_FILE).is_file() and (out / CONFIG_FILE).is_file()
 
 
-__all__ = ["LOG_FILE", "FrozenLM", "HypernetTraining", "TrainConfig", "TrainResult", "aux_loss",
-           "batch_for_step", "chunk_texts", "encode", "train_hypernet"]
+__all__ = ["LOG_FILE", "ChunkTeacher", "FrozenLM", "HypernetTraining", "TrainConfig",
+           "TrainResult", "aux_loss", "batch_for_step", "chunk_texts", "encode", "nats_sum", "train_hypernet"]

@@ -101,4 +101,24 @@ def chunk_ids(lengths_a: Sequence[int], lengths_b: Sequence[int]) -> tuple[np.nd
             np.searchsorted(common, ends_b, side="left"))
 
 
-__all__ = ["check_bytes", "chunk_ids", "length_table", "token_lengths"]
+def prefix_chunk_ids(lengths_a: Sequence[int], lengths_b: Sequence[int]
+                     ) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`chunk_ids` for two tokenizations of *prefixes* of the same bytes (either may run
+    further, as two sequences cut at a token count do).
+
+    Returns the chunk of every token of each side, -1 for tokens that end after the last byte
+    offset where both sides have a token end, and the number of whole chunks: chunk ``k`` of
+    side a and of side b spell the same bytes for every ``k`` below it.
+    """
+    ends_a = np.cumsum(np.asarray(lengths_a, dtype=np.int64))
+    ends_b = np.cumsum(np.asarray(lengths_b, dtype=np.int64))
+    common = np.intersect1d(ends_a, ends_b)
+    common = common[common > 0]
+    a = np.searchsorted(common, ends_a, side="left")
+    b = np.searchsorted(common, ends_b, side="left")
+    a[a >= len(common)] = -1
+    b[b >= len(common)] = -1
+    return a, b, len(common)
+
+
+__all__ = ["check_bytes", "chunk_ids", "length_table", "prefix_chunk_ids", "token_lengths"]
