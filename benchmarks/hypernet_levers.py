@@ -60,6 +60,7 @@ ARMS: dict[str, dict] = {
     "seq256-batch4": {"seq_len": 256, "batch_size": 4},
     "aux-0.1": {"aux_weight": 0.1},
     "lr-3e-4": {"lr": 3e-4},
+    "lm+alm": {"objective": "lm+alm"},  # the model with its own tokenizer as teacher (ALM)
 }
 
 
