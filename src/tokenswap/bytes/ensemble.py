@@ -21,21 +21,16 @@ ensemble the paper evaluates, and the one that can be sampled byte by byte.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from tokenswap.bytes.combine import Combine
 from tokenswap.bytes.generate import NextByteModel
 from tokenswap.errors import TokenswapError, did_you_mean
 
 CombineFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-class Combine(str, enum.Enum):
-    MIXTURE = "mixture"
-    PRODUCT = "product"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tokenswap.bytes.ensemble import Combine
+from tokenswap.bytes.combine import Combine
 from tokenswap.commands.bytes_score import MAX_NODES_HELP, PRUNE_HELP
 from tokenswap.config import option
 from tokenswap.io.save import json_text
