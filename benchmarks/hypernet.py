@@ -286,12 +286,42 @@ def report(args, tgts: dict, unseen: dict, points: dict, hn_config) -> None:
                "training_log": curve}
     table = markdown_table(["target", "row", "bits/byte", "ratio to original",
                             "training min (wall / CPU)", "transfer s"], rows)
+    payload["goals"] = goals(args, entries, unseen)
     write_results(args.name, payload, "# Hypernet vs FVT and FOCUS (SmolLM2-135M, CPU)\n\n"
                   f"`python benchmarks/hypernet.py {' '.join(sys.argv[1:])}`; ratio = bits/byte "
                   "over the original model's bits/byte on the same held-out bytes; hypernet rows "
-                  f"with `hypernet_exact={args.exact}`.\n\n" + table)
+                  f"with `hypernet_exact={args.exact}`.\n\n" + table + "\n\n## Goals (issue 20)"
+                  "\n\n" + markdown_table(["target", "goal", "hypernet", "met", "by"],
+                                          [[g["target"], g["goal"], g["hypernet"],
+                                            "yes" if g["met"] else "no", g["by"]]
+                                           for g in payload["goals"]]))
     plot(args, tgts, points, curve)
     print(table)
+
+
+RATIO_GOALS = {"de": 1.10, "gemma": 1.35}  # the issue's bits/byte ratios over the original
+
+
+def goals(args, entries: list[dict], unseen: dict) -> list[dict]:
+    """Each goal of issue 20 against the last mark's hypernet: the ratio goals, and lower
+    bits/byte than every baseline on every target (trained-on and unseen)."""
+    last = f"hypernet step {args.marks[-1]}"
+    by = {(e["target"], e["row"]): e for e in entries}
+    out = []
+    for target in dict.fromkeys(e["target"] for e in entries):
+        hn = by[(target, last)]
+        if target in RATIO_GOALS:
+            goal = RATIO_GOALS[target]
+            out.append({"target": target, "goal": f"ratio <= {goal:.2f}",
+                        "hypernet": f"{hn['bpb_ratio']:.3f}", "met": hn["bpb_ratio"] <= goal,
+                        "by": f"{hn['bpb_ratio'] - goal:+.3f}"})
+        for method in args.baselines:
+            base = by[(target, method)]
+            out.append({"target": target + " (unseen)" * (target in unseen),
+                        "goal": f"below {method}", "hypernet": f"{hn['bits_per_byte']:.3f}",
+                        "met": hn["bits_per_byte"] < base["bits_per_byte"],
+                        "by": f"{hn['bits_per_byte'] - base['bits_per_byte']:+.3f} bits/byte"})
+    return out
 
 
 def plot(args, tgts: dict, points: dict, curve: list[dict]) -> None:

@@ -402,3 +402,15 @@ def fake_clocks(monkeypatch) -> FakeClocks:
     monkeypatch.setattr(budget, "wall_clock", lambda: clocks.read("wall"))
     monkeypatch.setattr(budget, "cpu_clock", lambda: clocks.read("cpu"))
     return clocks
+
+
+@pytest.fixture
+def text_dir(tmp_path):
+    """Eight German training files in ``tmp_path/text``, and held-out text in
+    ``tmp_path/held.txt`` (the tuning tests' corpus)."""
+    d = tmp_path / "text"
+    d.mkdir()
+    for i, t in enumerate(GERMAN[:8]):
+        (d / f"{i}.txt").write_text(t * 3)
+    (tmp_path / "held.txt").write_text(GERMAN[1] + " " + GERMAN[2])
+    return d

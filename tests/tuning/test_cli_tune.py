@@ -5,21 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import GERMAN
 
 from tokenswap.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture
-def text_dir(tmp_path):
-    d = tmp_path / "text"
-    d.mkdir()
-    for i, t in enumerate(GERMAN[:8]):
-        (d / f"{i}.txt").write_text(t * 3)
-    (tmp_path / "held.txt").write_text(GERMAN[1] + " " + GERMAN[2])
-    return d
 
 
 def test_cli_tunes_and_resumes(tmp_path, tiny_model_dir, text_dir, capsys):

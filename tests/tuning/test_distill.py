@@ -145,15 +145,6 @@ def test_bad_pairs_are_one_line_errors(german_tokenizer, source_tokenizer, wordp
     assert not (tmp_path / "o").exists()
 
 
-@pytest.fixture
-def text_dir(tmp_path):
-    d = tmp_path / "text"
-    d.mkdir()
-    for i, t in enumerate(GERMAN[:8]):
-        (d / f"{i}.txt").write_text(t * 3)
-    return d
-
-
 def test_cli_teacher_defaults_to_the_recorded_source(tmp_path, tiny_model_dir, german_tokenizer,
                                                      text_dir, capsys):
     student = tmp_path / "student"
