@@ -55,3 +55,28 @@ def test_transfer_to_bytes_then_eval_and_alm_tune(tmp_path, tiny_model_dir, sour
     assert meta["teacher"] == str(tiny_model_dir) and meta["tune"]["objective"] == "alm"
     steps = [json.loads(x) for x in (tuned / "log.jsonl").read_text().splitlines()]
     assert any(r.get("chunks", 0) > 0 for r in steps)
+
+
+@pytest.mark.slow
+def test_packaged_smollm2_to_bytes(tmp_path):
+    """The real SmolLM2: its 235 single-byte tokens are copied, the 21 bytes it cannot emit fall
+    back, its 17 specials and chat template are kept, and the saved model reads held-out text
+    (here Python source, on every machine) better than chance at exactly one token per byte."""
+    import sysconfig
+    from pathlib import Path
+
+    from tokenswap import api
+    from tokenswap.io.models import load_model
+    from tokenswap.scoring.bpb import bits_per_byte
+
+    result = api.transfer("default", "bytes", method="mean", out=tmp_path / "bytes")
+    assert result.stats.pair == {"special": 17, "exact": 235, "composed": 0, "fallback": 21,
+                                 "partial": 0, "total": 273}
+    source, model = load_model("default"), load_model(str(tmp_path / "bytes"))
+    messages = [{"role": "user", "content": "Grüße 👋"}]
+    assert (model.tokenizer.apply_chat_template(messages, tokenize=False)
+            == source.tokenizer.apply_chat_template(messages, tokenize=False))
+    text = (Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py").read_text()[:1500]
+    res = bits_per_byte(model.model, model.tokenizer, [text], max_length=512)
+    assert res.tokens == res.bytes == len(text.encode())
+    assert res.bits_per_byte < 8.0  # a uniform guess over 256 bytes is 8 bits
