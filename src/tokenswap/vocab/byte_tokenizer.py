@@ -7,15 +7,15 @@ with the ``tokenizers`` library as a byte-level BPE with no merges, so it is an 
 
 - The 256 byte tokens are written in GPT-2's ``bytes_to_unicode`` alphabet (``'Ġ'`` is the
   space byte), so :class:`~tokenswap.vocab.bytes.ByteVocab` reads it as ``BYTE_LEVEL`` and every
-  token emits exactly one byte; a byte-level source (SmolLM2, GPT-2, Llama-3) has each of these
-  tokens as an exact match, the others are composed or fall back as for any target.
-- The source's special tokens come first, with the same contents, flags and order (ChatML's
+  token emits exactly one byte. A source token that emits the same single byte is an exact
+  match (its row is copied); a byte no source token emits alone falls back (SmolLM2: 21 of 256).
+- The source's special tokens come first, with the same contents, order and strip flags (ChatML's
   ``<|im_start|>`` stays id 1 for SmolLM2), then byte ``b`` at id ``len(specials) + b``. Roles
   (bos, eos, pad, unk) naming a carried special keep it; the chat template, the maximum length
   and the post-processor (a bos the source adds on encoding) are carried over, with ids remapped.
 - The pre-tokenizer is GPT-2's regex ``ByteLevel`` (no prefix space): with no merges it cannot
-  change the ids, and it is the definition llama.cpp knows as ``gpt-2``, so ``tokenswap export``
-  writes the model to GGUF like any byte-level BPE.
+  change the ids. ``tokenswap export`` still refuses the model: a GGUF cannot hold the empty
+  merge list llama.cpp's gpt2 vocabulary requires.
 
 Left out: the source's non-special added tokens (a byte tokenizer emits bytes, not words), and
 roles pointing at ordinary text tokens; both are dropped.
@@ -36,9 +36,9 @@ from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from tokenswap.errors import TokenswapError
 from tokenswap.vocab.bytes import ByteVocab, bytes_to_unicode
+from tokenswap.vocab.train import ROLES
 
 BYTES = "bytes"  # the --tokenizer spec that names this tokenizer
-ROLES = ("bos_token", "eos_token", "pad_token", "unk_token")
 
 
 def carried_specials(like: PreTrainedTokenizerBase | None) -> list[AddedToken]:
