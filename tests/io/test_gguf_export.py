@@ -199,7 +199,12 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tiny_model_dir, tiny
     assert "byte fallback" in one_error_line(capsys)
     assert main(["export", "--model", str(tiny_model_dir), "--out", str(tmp_path / "m.bin")]) == 2
     assert ".gguf" in one_error_line(capsys)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["no-tokenizer", "sp"]
+    assert main(["transfer", "--model", str(tiny_model_dir), "--tokenizer", "bytes", "--out",
+                 str(tmp_path / "bytes")]) == 0
+    capsys.readouterr()
+    assert main(["export", "--model", str(tmp_path / "bytes"), "--out", str(out)]) == 2
+    assert "without merges" in one_error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bytes", "no-tokenizer", "sp"]
 
 
 def test_existing_output_is_kept_without_overwrite_and_on_failure(tmp_path, tiny_model_dir,

@@ -20,8 +20,9 @@ from tokenswap.errors import TokenswapError
 
 @dataclass
 class Config:
-    tokenizer: str = option(help="Target tokenizer: dir, tokenizer.json, .model or a model spec "
-                                 "(in Python also a loaded tokenizer).", short="-t")
+    tokenizer: str = option(help="Target tokenizer: dir, tokenizer.json, .model, a model spec, "
+                                 "or 'bytes' (256 byte tokens plus the source's special "
+                                 "tokens); in Python also a loaded tokenizer.", short="-t")
     out: Path | None = option(None, "Output model directory.", short="-o", required=True)
     model: str = option("default", "Source model: HF dir, hub id, .gguf file, or 'default' "
                                    "(SmolLM2-135M); in Python also a loaded ModelBundle.",
@@ -141,7 +142,7 @@ def run(cfg: Config) -> TransferResult:
         dictionary = read_dictionary(dictionary)
 
     bundle = as_bundle(cfg.model, device=cfg.device)
-    target_tok = as_tokenizer(cfg.tokenizer)
+    target_tok = as_tokenizer(cfg.tokenizer, like=bundle.tokenizer)
     if cfg.extend:
         if cfg.donor is not None:
             raise TokenswapError("--donor and --extend do not combine: a donor matches the target "

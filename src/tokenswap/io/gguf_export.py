@@ -22,7 +22,9 @@ What is written:
   pre-tokenizer name; bos/eos/unk/pad ids, whether a bos is added, the chat template.
 
 Left out: other architectures (GPT-2, Gemma, ...), Unigram/SentencePiece tokenizers (llama.cpp's
-``llama`` and ``t5`` vocabularies), rope scaling, attention/MLP biases and output biases: each
+``llama`` and ``t5`` vocabularies), BPEs without merges (the byte tokenizer of ``--tokenizer
+bytes``: gguf-py writes no empty array, and llama.cpp refuses a gpt2 vocabulary with no merge
+list), rope scaling, attention/MLP biases and output biases: each
 is refused with one line (:class:`~tokenswap.errors.TokenswapError`) rather than written wrong.
 """
 
@@ -159,6 +161,10 @@ def gguf_vocab(tokenizer, n_rows: int) -> GGUFVocab:
             raise TokenswapError(f"cannot export: merge {a!r} + {b!r} holds a space, which "
                                  "GGUF's merge list cannot represent")
         merges.append(f"{a} {b}")
+    if not merges:
+        raise TokenswapError(
+            "cannot export a BPE without merges (e.g. --tokenizer bytes): llama.cpp's gpt2 "
+            "vocabulary needs a merge list and GGUF cannot store an empty one")
     special = {role: getattr(tokenizer, f"{role}_token_id") for role in ("bos", "eos", "unk", "pad")}
     special = {k: int(v) for k, v in special.items() if v is not None}
     add_bos = bool(tokenizer("a", add_special_tokens=True)["input_ids"][:1]

