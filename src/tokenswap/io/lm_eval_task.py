@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,11 +72,12 @@ class LmEvalTask:
     def lm_eval_command(self, model: str = "MODEL_DIR", max_length: int = 1024) -> str:
         """The ``lm_eval`` command line that scores ``model`` on this task."""
         return (f"HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 lm_eval --model hf --model_args "
-                f"{model_args(model, max_length)} --tasks {self.name} "
-                f"--include_path {self.directory} --batch_size 8")
+                f"{shlex.quote(model_args(model, max_length))} --tasks {self.name} "
+                f"--include_path {shlex.quote(str(self.directory))} --batch_size 8")
 
     def tokenswap_command(self, model: str = "MODEL_DIR", max_length: int = 1024) -> str:
-        return f"tokenswap eval --text {self.data_path} --model {model} --max-length {max_length}"
+        return (f"tokenswap eval --text {shlex.quote(str(self.data_path))} --model "
+                f"{shlex.quote(model)} --max-length {max_length}")
 
 
 def model_args(model: str, max_length: int = 1024) -> str:
