@@ -25,10 +25,10 @@ and ``lm_eval/utils.py::get_rolling_token_windows``):
   ``<|im_end|>`` in a document is text), lm-eval without it (it becomes the control token);
 * long documents: a document of fewer than ``max_length`` tokens is one window in both tools,
   so the scores are the same up to float noise. Longer ones are cut differently: lm-eval
-  scores disjoint blocks of ``max_length`` tokens (each new block sees one token of the
-  previous one; the last block is moved back to a full window), tokenswap overlapping windows
-  every ``max_length // 2`` tokens (every token after the first window has at least half a
-  window of context), so tokenswap reads lower on them.
+  scores disjoint blocks of ``max_length`` predicted tokens (each new block sees only the last
+  token of the previous one; the last block is moved back to a full window), tokenswap
+  overlapping windows every ``max_length // 2`` tokens (every token after the first window has
+  at least half a window of context), so tokenswap mostly reads lower on them.
 
 Left out: running lm-eval (it is the user's tool, an optional extra: ``pip install
 tokenswap[lm-eval]``).
