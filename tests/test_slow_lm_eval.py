@@ -68,8 +68,8 @@ def test_lm_eval_agrees_with_tokenswap_eval(german, tmp_path):
     tokenswap windows every MAX_LENGTH // 2 tokens (at least MAX_LENGTH // 2 tokens of
     context), so tokenswap gives fewer bits on them and a lower total: measured 1.3% lower
     here, asserted lower and within 5% of lm-eval's total. (Seen failing when lm-eval ran at the
-    model's own 8192 tokens instead of MAX_LENGTH: it then read lower.) Special-token text (tokenswap splits it, lm-eval does
-    not) does not occur in these pages."""
+    model's own 8192 tokens instead of MAX_LENGTH: it then read lower.) Special-token text
+    (tokenswap splits it, lm-eval does not) does not occur in these pages."""
     tmp, task = german
     lm_eval_docs = run_lm_eval(task, tmp / "model", tmp_path / "lm-eval")
 
