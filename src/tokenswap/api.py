@@ -119,6 +119,22 @@ def mixture(tokenizer: Any, samples: dict, **options: Any):
                              sample=samples, **options))
 
 
+def lm_eval_task(text: Any, out: Any, **options: Any):
+    """Write held-out ``text`` (corpus specs) and an lm-eval task that reads it into the new
+    directory ``out``; returns a :class:`tokenswap.io.lm_eval_task.LmEvalTask`.
+
+    ``options``: ``name``, ``max_bytes``, ``overwrite``
+    (:class:`tokenswap.commands.lm_eval_task.Config`). For documents already in memory, call
+    :func:`tokenswap.io.lm_eval_task.write_task`.
+    """
+    from tokenswap.commands import lm_eval_task as command
+
+    return command.run(build(command.Config, "lm-eval task option",
+                             text=[text] if isinstance(text, str) else text, out=out, **options))
+
+
 __all__ = ["EvalReport", "EvalRow", "ModelBundle", "TransferResult", "TransferStats", "as_bundle",
            "as_tokenizer", "audit", "corpus_texts", "donor_embeddings", "evaluate", "glitch",
-           "hypernet_train", "mixture", "save_model", "tokenizer_train", "transfer", "tune"]
+           "hypernet_train", "lm_eval_task", "mixture", "save_model", "tokenizer_train", "transfer",
+           "tune"]
+

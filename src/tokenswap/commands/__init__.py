@@ -35,6 +35,7 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("demo",): "demo",
     ("dynamic",): "dynamic",
     ("export",): "export",
+    ("lm-eval", "task"): "lm_eval_task",
 }
 
 # help of the command groups (first word of multi-word commands)
@@ -43,6 +44,7 @@ GROUPS = {
     "hypernet": "Zero-shot tokenizer transfer hypernets (arXiv 2405.07883).",
     "bytes": "Exact byte-level probabilities from tokenized models: score text, generate from a "
              "prompt that ends anywhere (mid-token), ensemble models with different tokenizers.",
+    "lm-eval": "lm-evaluation-harness interop: held-out text as a local lm_eval task.",
 }
 
 
