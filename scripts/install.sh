@@ -14,7 +14,7 @@
 # llama-cpp-python sdist (scripts/build_llamacpp.sh; cached in ~/.cache/tokenswap/llama.cpp,
 # a rerun is instant): the slow tests and benchmarks/payoff.py run exported GGUFs in them.
 # With --lm-eval, also the lm-eval extra (lm-evaluation-harness from PyPI, a pip install only):
-# the tests that score `tokenswap lm-eval task`'s task in the real lm_eval, and benchmarks/lm_eval.py.
+# the tests that score `tokenswap lm-eval task`'s task in the real lm_eval, and benchmarks/lm_eval_interop.py.
 set -euo pipefail
 BENCH=0
 EXTRAS=dev
