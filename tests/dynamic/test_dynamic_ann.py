@@ -58,6 +58,18 @@ def test_backends_find_the_exact_top_k(data, backend, space):
     assert all(sorted(r.tolist()) == list(range(len(rows))) for r in everything)
 
 
+def test_a_missing_library_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from tokenswap.dynamic import ann
+
+    monkeypatch.setitem(sys.modules, "hnswlib", None)  # as if not installed: import fails
+    with pytest.raises(TokenswapError, match=r"needs hnswlib: pip install hnswlib \(or bash "
+                                             r"scripts/install.sh --ann\)"):
+        build_index(torch.ones(3, 2), backend="hnswlib")
+    assert ann.DEFAULT == "hnswlib"
+
+
 def test_recall_and_bad_names():
     assert recall_at_k(np.array([[1, 2], [3, 4]]), np.array([[2, 9], [4, 3]])) == 0.75
     with pytest.raises(TokenswapError, match="did you mean 'hnswlib'"):
