@@ -97,6 +97,16 @@ def parse_args() -> argparse.Namespace:
                    help="after the last mark, write the hypernet in bfloat16 to the package "
                         f"(src/tokenswap/hypernet/weights/{SHIP_NAME}) and score every target "
                         "with that file")
+    p.add_argument("--init", default=None,
+                   help="start from this hypernet (a directory, or 'default': the shipped one) "
+                        "instead of a fresh one; --marks then count this run's steps")
+    p.add_argument("--init-cpu-minutes", type=float, default=0.0,
+                   help="training CPU minutes already in --init's hypernet, added to this run's "
+                        "in the table and the curve")
+    p.add_argument("--baselines-from", default=None, metavar="NAME",
+                   help="take the original, mean and focus rows from the run NAME (the same "
+                        "targets and held-out bytes; those rows do not depend on the hypernet)")
+    p.add_argument("--seed", type=int, default=0, help="hypernet training seed")
     p.add_argument("--fresh", action="store_true", help="discard an earlier run's hypernet")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     args = p.parse_args()
@@ -166,9 +176,10 @@ def train_segment(source: ModelBundle, texts, valid, until_step: int, args) -> d
             stop_after=until_step, batch_size=args.batch_size, seq_len=args.seq_len,
             lr=args.lr, warmup_steps=args.warmup_steps, eval_every=100, checkpoint_every=50,
             sampler={"vocab_min": args.vocab_min, "vocab_max": args.vocab_max},
-            sample_texts=args.sample_texts,
+            sample_texts=args.sample_texts, init=args.init, seed=args.seed,
             progress=args.progress)
-        clock = {"seconds": result.train_seconds, "cpu_seconds": result.train_cpu_seconds,
+        clock = {"seconds": result.train_seconds,  # this run's wall time only
+                 "cpu_seconds": result.train_cpu_seconds + 60 * args.init_cpu_minutes,
                  "step": result.step}
         state_file.write_text(json.dumps(clock) + "\n")
     return clock
@@ -186,6 +197,11 @@ def main() -> int:
     args.run.mkdir(parents=True, exist_ok=True)
     points_file = args.run / "points.json"
     points = json.loads(points_file.read_text()) if points_file.is_file() else {}
+    if args.baselines_from:
+        earlier = json.loads((CACHE / f"{args.baselines_from}-run" / "points.json").read_text())
+        for key, value in earlier.items():
+            if key.rsplit("/", 1)[-1] in ("original", *args.baselines) and key not in points:
+                points[key] = value
 
     def remember(key: str, value) -> None:
         points[key] = value
