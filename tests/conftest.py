@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import signal
 
 import pytest
 import torch
@@ -20,6 +21,13 @@ from transformers import (
 )
 
 from tokenswap.vocab.bytes import ByteVocab
+
+# A shell starts a background job (`bash .ci/run &`) with SIGINT ignored, and Python then leaves
+# it ignored: Ctrl-C and `_thread.interrupt_main` do nothing, and so would the interrupt tests'
+# subprocesses, which inherit the ignored signal. Python's own handler here makes them see
+# SIGINT as a terminal user's process does (a caught signal is reset to the default on exec).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHATML = (
