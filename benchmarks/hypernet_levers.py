@@ -75,6 +75,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--hypernet-bytes", type=int, default=2_000_000,
                    help="hypernet training text per language")
     p.add_argument("--max-length", type=int, default=1024)
+    p.add_argument("--report", action="store_true",
+                   help="write the results from the arms done so far (the others listed as not "
+                        "run) and train nothing")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     args = p.parse_args()
     args.run = CACHE / "hypernet-levers-run"
@@ -147,7 +150,7 @@ def main() -> int:
         train, heldout = corpus_split(name, args.train_bytes, args.heldout_bytes)
         tok_dir = target_tokenizer(name, train, args.vocab_size, source.tokenizer)
         tgts[name] = {"tokenizer": load_tokenizer(tok_dir), "heldout": heldout}
-    for arm in args.arms:
+    for arm in [] if args.report else args.arms:
         (args.run / arm).mkdir(parents=True, exist_ok=True)
         clock = train_arm(source, arm, args)
         scores = score_arm(source, arm, tgts, args)
@@ -155,7 +158,7 @@ def main() -> int:
             {"clock": clock, "scores": scores}, indent=2) + "\n")
     done = {arm: json.loads((args.run / arm / "done.json").read_text()) for arm in ARMS
             if (args.run / arm / "done.json").is_file()}
-    if set(done) == set(ARMS):
+    if set(done) == set(ARMS) or (args.report and "start" in done):
         originals = {name: original_score(
             source.model, source.tokenizer, t["heldout"], args.max_length,
             lambda m, tok, x: bits_per_byte(m, tok, x, max_length=args.max_length,
@@ -169,6 +172,7 @@ def main() -> int:
 
 def report(args, done: dict, originals: dict) -> None:
     start = done["start"]["scores"]
+    missing = [arm for arm in ARMS if arm not in done]
     rows, entries = [], []
     for arm, d in done.items():
         cpu_h = d["clock"]["train_cpu_seconds"] / 3600
@@ -191,7 +195,8 @@ def report(args, done: dict, originals: dict) -> None:
                      *[ratios[t] for t in TARGETS], f"{mean_gain:+.4f}",
                      "" if per_hour is None else f"{per_hour:+.3f}"])
     payload = {"machine": machine(), "args": {**vars(args), "run": str(args.run)},
-               "control": CONTROL, "originals": originals, "arms": entries}
+               "control": CONTROL, "originals": originals, "arms": entries,
+               "not_run": missing}
     table = markdown_table(
         ["arm", "changed from control", "steps", "train CPU min", *[f"{t} ratio" for t in TARGETS],
          "mean gain (bits/byte)", "gain per CPU hour"], rows)
@@ -201,7 +206,8 @@ def report(args, done: dict, originals: dict) -> None:
                   f"starts from the shipped hypernet and trains {args.minutes:g} CPU minutes "
                   "(one torch thread); ratio = bits/byte over the original model's on the same "
                   "held-out bytes (32k BPE targets); gain = the shipped hypernet's bits/byte "
-                  "minus the arm's, mean over the three targets.\n\n" + table)
+                  "minus the arm's, mean over the three targets.\n\n" + table
+                  + (f"\n\nNot run: {', '.join(missing)}." if missing else ""))
     plot(entries)
     print(table)
 
