@@ -107,6 +107,9 @@ def parse_args() -> argparse.Namespace:
                    help="take the original, mean and focus rows from the run NAME (the same "
                         "targets and held-out bytes; those rows do not depend on the hypernet)")
     p.add_argument("--seed", type=int, default=0, help="hypernet training seed")
+    p.add_argument("--objective", default="lm", choices=["lm", "alm", "lm+alm"],
+                   help="hypernet training loss (lm+alm: the model with its own tokenizer as "
+                        "teacher, see hypernet_levers.py)")
     p.add_argument("--fresh", action="store_true", help="discard an earlier run's hypernet")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     args = p.parse_args()
@@ -177,6 +180,7 @@ def train_segment(source: ModelBundle, texts, valid, until_step: int, args) -> d
             lr=args.lr, warmup_steps=args.warmup_steps, eval_every=100, checkpoint_every=50,
             sampler={"vocab_min": args.vocab_min, "vocab_max": args.vocab_max},
             sample_texts=args.sample_texts, init=args.init, seed=args.seed,
+            objective=args.objective,
             progress=args.progress)
         clock = {"seconds": result.train_seconds,  # this run's wall time only
                  "cpu_seconds": result.train_cpu_seconds + 60 * args.init_cpu_minutes,
