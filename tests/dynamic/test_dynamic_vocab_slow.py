@@ -25,6 +25,7 @@ TRAIN = [
     "Die Umgebungsvariable LANG bestimmt die Sprache der Ausgabe. Wenn die Variable nicht "
     "gesetzt ist, verwendet das Programm die Standardeinstellungen des Systems.",
 ]
+ROOM = 120  # extra tokens; the text has 180 runs that are not base tokens
 HELD = "Die Option -a zeigt auch versteckte Dateien an, deren Namen mit einem Punkt beginnen."
 
 
@@ -34,9 +35,14 @@ def test_shipped_hypernet_large_vocabulary_through_hnswlib():
     tok, model = bundle.tokenizer, bundle.model
     vocab = ByteVocab.from_tokenizer(tok)
     base = model.get_output_embeddings().weight.shape[0]
-    large = LargeVocab.from_counts(vocab, base, count_runs(tok, TRAIN, vocab=vocab), base + 400,
-                                   min_count=1)
-    assert 100 < len(large.extra) <= 400
+    counts = count_runs(tok, TRAIN, vocab=vocab)
+    large = LargeVocab.from_counts(vocab, base, counts, base + ROOM, min_count=1)
+    new_runs = set(counts) - set(vocab.exact_ids())  # runs that are not already one base token
+    assert len(new_runs) > ROOM  # the text has more runs than room: the cut is exercised
+    assert len(large.extra) == ROOM and len(set(large.extra)) == ROOM
+    assert set(large.extra) <= new_runs
+    # the most frequent are kept: nothing left out is counted more often than the rarest kept
+    assert max(counts[d] for d in new_runs - set(large.extra)) <= min(counts[d] for d in large.extra)
     ids = large.encode(tok, [HELD])[0]
     assert large.decode(ids) == HELD.encode()
     assert len(ids) < len(tok(HELD, add_special_tokens=False)["input_ids"])
