@@ -77,7 +77,14 @@ import sys
 import time
 
 import torch
-from common import corpus_split, machine, markdown_table, token_ends, write_results
+from common import (
+    corpus_split,
+    cut_class,
+    machine,
+    markdown_table,
+    token_ends,
+    write_results,
+)
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from tokenswap import api
@@ -146,8 +153,7 @@ def sample_prompts(texts: list[str], tokenizer, vocab: ByteVocab, per_class: int
             continue
         if d not in bounds:
             bounds[d] = token_ends(tokenizer, vocab, data)
-        kind = "space" if data[cut - 1] == 0x20 else (
-            "boundary" if cut in bounds[d] else "mid-token")
+        kind = cut_class(data, cut, bounds[d])
         if len(buckets[kind]) >= per_class:
             continue
         buckets[kind].append({"doc": d, "cut": cut, "class": kind, "mid_token": cut not in bounds[d],

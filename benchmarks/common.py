@@ -186,3 +186,11 @@ def token_ends(tokenizer, vocab, data: bytes) -> set[int]:
         ends.add(pos)
     assert pos == len(data), "canonical tokenization does not reproduce the document"
     return ends
+
+
+def cut_class(data: bytes, cut: int, ends: set[int]) -> str:
+    """How a prompt ``data[:cut]`` ends, given the document's :func:`token_ends`: right after a
+    space, at a token boundary, or inside a token."""
+    if data[cut - 1] == 0x20:
+        return "space"
+    return "boundary" if cut in ends else "mid-token"

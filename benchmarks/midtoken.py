@@ -84,6 +84,7 @@ from common import (
     CACHE,
     RESULTS,
     corpus_split,
+    cut_class,
     machine,
     markdown_table,
     token_ends,
@@ -162,8 +163,7 @@ def sample_prompts(domain: str, docs: list[bytes], tokenizer, vocab: ByteVocab, 
             continue
         if d not in bounds:
             bounds[d] = token_ends(tokenizer, vocab, data)
-        kind = "space" if data[cut - 1] == 0x20 else (
-            "boundary" if cut in bounds[d] else "mid-token")
+        kind = cut_class(data, cut, bounds[d])
         if len(buckets[kind]) >= per_class:
             continue
         seen.add((d, cut))
