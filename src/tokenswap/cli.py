@@ -374,7 +374,18 @@ def __getattr__(name: str):
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    import threading
+
+    train = sys.modules.get("tokenswap.vocab.train")  # loaded only if a tokenizer was trained
+    if train and any(t.name == train.ABANDONED_NAME and t.is_alive()
+                     for t in threading.enumerate()):
+        # an interrupted tokenizer training left its worker inside the tokenizers library
+        # (tokenswap.vocab.train.interruptible): finalizing the interpreter under it can crash
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

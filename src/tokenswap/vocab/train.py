@@ -124,13 +124,18 @@ def _train_unigram(texts: Sequence[str], vocab_size: int, specials: list[str],
     return Tokenizer.from_str(json.dumps(spec))
 
 
+ABANDONED_NAME = "tokenswap-train"  # the worker thread of :func:`interruptible`
+
+
 def interruptible(fn, *args, **kwargs):
     """``fn(*args, **kwargs)`` in a worker thread, so that Ctrl-C reaches this thread.
 
     The tokenizers library trains in Rust without checking Python's signals: called directly,
     Ctrl-C waits for the whole training and the output is then written. Here the main thread
     waits in short slices and raises ``KeyboardInterrupt`` at once; the daemon worker is
-    abandoned (its result is never saved) and ends with the process.
+    abandoned (its result is never saved) and ends with the process; ``tokenswap.cli.run``
+    then exits without interpreter finalization, which the worker, still inside Rust and
+    pulling texts from a Python iterator, can crash (seen: SIGSEGV instead of exit 130).
     """
     import threading
 
@@ -142,7 +147,7 @@ def interruptible(fn, *args, **kwargs):
         except BaseException as err:  # re-raised in the caller's thread
             result["error"] = err
 
-    worker = threading.Thread(target=work, name="tokenswap-train", daemon=True)
+    worker = threading.Thread(target=work, name=ABANDONED_NAME, daemon=True)
     worker.start()
     while worker.is_alive():
         worker.join(0.1)
