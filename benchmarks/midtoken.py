@@ -299,18 +299,24 @@ class TokenRows:
 
 # ------------------------------------------------------------------ the main process
 
-def run_in_process(bundle, prompts: list[dict], args, budget_s: float, wall_s: float) -> float:
-    """Fill each prompt's rows; stop starting prompts once ``budget_s`` CPU seconds or
-    ``wall_s`` wall seconds are used."""
+def run_in_process(bundle, prompts: list[dict], args, budget_s: float, wall_s: float,
+                   progress: Progress) -> float:
+    """Fill each prompt's rows; stop starting prompts once ``budget_s`` CPU seconds (this
+    sitting's and those ``progress`` recorded) or ``wall_s`` wall seconds of this sitting are
+    used. Returns the CPU seconds of all sittings."""
     rows = TokenRows(bundle.model, bundle.tokenizer)
     lm = ByteLM(bundle.model, bundle.tokenizer, prune=args.prune, max_nodes=args.max_nodes,
                 compact_at=NEVER)
     cond = ByteLM(bundle.model, bundle.tokenizer, prune=args.prune, max_nodes=args.max_nodes,
                   compact_at=NEVER)
     start, wall0 = time.process_time(), time.perf_counter()
+    spent = progress.restore(prompts)
     done = 0
     for k, p in enumerate(prompts):
-        if time.process_time() - start > budget_s or time.perf_counter() - wall0 > wall_s:
+        if p["rows"]:
+            continue
+        if (spent + time.process_time() - start > budget_s
+                or time.perf_counter() - wall0 > wall_s):
             print(f"budget reached after {k} prompts", flush=True)
             break
         res = p["rows"]
@@ -343,11 +349,51 @@ def run_in_process(bundle, prompts: list[dict], args, budget_s: float, wall_s: f
         res["bytes"] = row(p, gen.output, c, bits / n)
         res["bytes"]["dropped"] = math.exp(d) if (d := lm.dropped_logmass(whole)) > -math.inf else 0.0
         done += 1
+        progress.save(prompts, spent + time.process_time() - start)
         print(f"[{k + 1}/{len(prompts)} {p['domain']} {p['class']}] {target!r} | token "
               f"{res['token']['output']!r} | back-off {res['healing (back-off)']['output']!r} | "
               f"bytes {res['bytes']['output']!r} | {time.process_time() - start:.0f} s CPU",
               flush=True)
-    return time.process_time() - start
+    return spent + time.process_time() - start
+
+
+SAMPLING = ("prompts", "domains", "context", "line_bytes", "prose_bytes", "prune", "max_nodes",
+            "heldout_bytes", "seed")
+
+
+class Progress:
+    """The in-process rows of finished prompts, rewritten (atomically) after every prompt, so a
+    run that is stopped or killed resumes where it was: the same prompts (sampling is seeded),
+    the finished ones not rerun, the CPU budget counting what earlier sittings spent. A file
+    from a run with other sampling or row options is not used (``--fresh`` ignores any)."""
+
+    def __init__(self, args) -> None:
+        self.path = CACHE / f"midtoken-progress-{'-'.join(args.domains)}.pkl"
+        self.options = {k: getattr(args, k) for k in SAMPLING}
+        self.fresh = args.fresh
+
+    def restore(self, prompts: list[dict]) -> float:
+        if self.fresh or not self.path.is_file():
+            return 0.0
+        saved = pickle.loads(self.path.read_bytes())
+        if saved["options"] != self.options:
+            print(f"{self.path.name} is from other options; starting afresh", flush=True)
+            return 0.0
+        for p in prompts:
+            p["rows"] = dict(saved["rows"].get(prompt_key(p), {}))
+        print(f"resuming: {len(saved['rows'])} prompts done, {saved['cpu'] / 60:.1f} CPU min "
+              "spent", flush=True)
+        return saved["cpu"]
+
+    def save(self, prompts: list[dict], cpu: float) -> None:
+        rows = {prompt_key(p): p["rows"] for p in prompts if p["rows"]}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps({"options": self.options, "rows": rows, "cpu": cpu}))
+        tmp.replace(self.path)
+
+
+def prompt_key(p: dict) -> tuple:
+    return p["domain"], p["doc"], p["cut"]
 
 
 def row(p: dict, out: bytes | None, clock: Clock | None, bits: float | None) -> dict:
@@ -364,7 +410,17 @@ def row(p: dict, out: bytes | None, clock: Clock | None, bits: float | None) -> 
 # ------------------------------------------------------------------ genlm-bytes
 
 def ensure_genlm_venv() -> dict:
-    """``benchmarks/.genlm-venv`` with torch (pinned, CPU) and genlm-bytes; created once."""
+    """``benchmarks/.genlm-venv`` with torch (pinned, CPU) and genlm-bytes; created once (under
+    a file lock: the two domains run as two processes and would install into it together)."""
+    import fcntl
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / "genlm-venv.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _install_genlm_venv()
+
+
+def _install_genlm_venv() -> dict:
     log = CACHE / "genlm-venv-install.log"
     marker = GENLM_VENV / ".tokenswap-installed"
     python = GENLM_VENV / "bin" / "python"
@@ -602,6 +658,9 @@ def main() -> int:
     parser.add_argument("--heldout-bytes", type=int, default=400_000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fresh", action="store_true",
+                        help="ignore the progress an earlier, stopped run of the same options "
+                             "saved (by default it resumes)")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the results from the last run's raw file (.cache)")
     args = parser.parse_args()
@@ -634,7 +693,8 @@ def main() -> int:
                                        for d in args.domains], strict=False) for p in group]
         model_dir = next((Path.home() / ".cache/tokenswap/gguf").glob("SmolLM2-135M-Instruct*"))
         job = start_genlm(picked, model_dir, TokenRows(bundle.model, bundle.tokenizer), args)
-    cpu = run_in_process(bundle, prompts, args, args.cpu_minutes * 60, args.wall_minutes * 60)
+    cpu = run_in_process(bundle, prompts, args, args.cpu_minutes * 60, args.wall_minutes * 60,
+                         Progress(args))
     payload = {"machine": machine(), "args": vars(args), "model": bundle.spec,
                "command": " ".join(["python benchmarks/midtoken.py", *sys.argv[1:]]),
                "prompts_sampled": len(prompts)}

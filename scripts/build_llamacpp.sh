@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Build the llama.cpp tools tokenswap's GGUF export is checked with (tests/slow, benchmarks/payoff.py)
-# from the llama.cpp sources that PyPI's llama-cpp-python sdist vendors. Only four targets:
-# llama-tokenize, llama-perplexity, llama-completion (greedy generation), llama-bench.
+# from the llama.cpp sources that PyPI's llama-cpp-python sdist vendors. Only five targets:
+# llama-tokenize, llama-perplexity, llama-completion (greedy generation), llama-bench and
+# llama-batched-bench (generation with several sequences in one batch).
 # Cached in ${TOKENSWAP_LLAMACPP:-~/.cache/tokenswap/llama.cpp}: a rerun with the binaries
 # present does nothing. Prints the bin directory on success.
 set -euo pipefail
 VERSION=0.3.36
 ROOT=${TOKENSWAP_LLAMACPP:-$HOME/.cache/tokenswap/llama.cpp}
 BIN=$ROOT/build/bin
-TARGETS="llama-tokenize llama-perplexity llama-completion llama-bench"
+TARGETS="llama-tokenize llama-perplexity llama-completion llama-bench llama-batched-bench"
 PY=${PYTHON:-python3}
 done_already=1
 for t in $TARGETS; do [ -x "$BIN/$t" ] || done_already=0; done

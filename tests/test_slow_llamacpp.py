@@ -93,3 +93,12 @@ def test_llama_cpp_perplexity_matches_transformers_on_the_same_windows(german):
           f"{same_windows_bpb:.4f}, tokenswap eval whole text {whole:.4f}")
     assert llama_bpb == pytest.approx(same_windows_bpb, rel=0.01)
     assert llama_bpb == pytest.approx(whole, rel=0.03)
+
+
+def test_batched_generation_reports_every_batch_size(german):
+    """llama-batched-bench on the exported model: one result per sequence count, each a
+    positive rate (what benchmarks/payoff.py reads for its batch-8 column)."""
+    _, ggufs, _ = german
+    got = llama_cpp.batched_generation(ggufs["f16"], prompt=16, generate=8, sequences=[1, 2])
+    assert sorted(got) == [1, 2]
+    assert all(r["tg"] > 0 and r["pp"] > 0 and r["peak_rss_mb"] > 0 for r in got.values())

@@ -18,11 +18,13 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 from tokenswap.errors import TokenswapError
 
-TOOLS = ("llama-tokenize", "llama-perplexity", "llama-completion", "llama-bench")
+TOOLS = ("llama-tokenize", "llama-perplexity", "llama-completion", "llama-bench",
+         "llama-batched-bench")
 
 
 def bin_dir() -> Path:
@@ -140,5 +142,28 @@ def bench(gguf: str | os.PathLike, *, prompt: int, generate: int, threads: int =
     return out
 
 
-__all__ = ["TOOLS", "Run", "bench", "bin_dir", "complete", "perplexity", "run", "tokenize",
+def batched_generation(gguf: str | os.PathLike, *, prompt: int, generate: int,
+                       sequences: Sequence[int], threads: int = 1) -> dict[int, dict[str, float]]:
+    """llama-batched-bench: for each count ``b`` in ``sequences``, ``b`` sequences with a prompt
+    of ``prompt`` tokens each, then ``generate`` tokens per sequence decoded together (one
+    token of every sequence per step). Per ``b``: ``tg`` tokens/s of the generation phase over
+    all sequences, ``pp`` tokens/s of the prompts, and the peak resident memory of the run."""
+    need = max(sequences) * (prompt + generate)
+    r = run("llama-batched-bench", "-m", str(gguf), "-c", str(need), "-b", "2048", "-ub", "512",
+            "-npp", str(prompt), "-ntg", str(generate),
+            "-npl", ",".join(str(b) for b in sequences), "-t", str(threads),
+            "--output-format", "jsonl", threads=threads)
+    out = {}
+    for line in (r.stdout + "\n" + r.stderr).splitlines():
+        if line.startswith("{") and '"speed_tg"' in line:
+            row = json.loads(line)
+            out[int(row["pl"])] = {"tg": float(row["speed_tg"]), "pp": float(row["speed_pp"]),
+                                   "peak_rss_mb": r.peak_rss_mb}
+    if sorted(out) != sorted(set(sequences)):
+        raise RuntimeError(f"llama-batched-bench printed results for {sorted(out)}, "
+                           f"not {sorted(set(sequences))}")
+    return out
+
+
+__all__ = ["TOOLS", "Run", "batched_generation", "bench", "bin_dir", "complete", "perplexity", "run", "tokenize",
            "tool"]
