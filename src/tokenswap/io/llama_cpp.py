@@ -17,8 +17,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tokenswap.errors import TokenswapError
@@ -165,5 +165,5 @@ def batched_generation(gguf: str | os.PathLike, *, prompt: int, generate: int,
     return out
 
 
-__all__ = ["TOOLS", "Run", "batched_generation", "bench", "bin_dir", "complete", "perplexity", "run", "tokenize",
-           "tool"]
+__all__ = ["TOOLS", "Run", "batched_generation", "bench", "bin_dir", "complete", "perplexity",
+           "run", "tokenize", "tool"]
