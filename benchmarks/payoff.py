@@ -9,16 +9,23 @@ two tokenizers compare:
 - scoring throughput: transformers scores the held-out text (windows of 1024 tokens, batch 1;
   also its bits/byte); llama.cpp: llama-bench's prompt processing of 1024 tokens; bytes/s =
   tokens/s / tokens per byte;
-- generation throughput: greedy, `--new-tokens` (256) after a held-out prompt, batch 1 and 8 in
-  transformers, batch 1 in llama.cpp (llama-bench tg256); bytes/s = tokens/s / tokens per byte
-  of the held-out text (what the model would emit on text like it);
+- generation throughput: greedy, `--new-tokens` (256) after a prompt of `--prompt-tokens` (64),
+  batch 1 and 8: transformers `generate` on a held-out prompt repeated per sequence,
+  llama.cpp's llama-batched-bench (all sequences decoded together, one token each per step);
+  bytes/s = tokens/s / tokens per byte of the held-out text (what the model would emit on text
+  like it);
 - peak resident memory: above the starting point for transformers (the model loaded inside the
-  measured region), the whole llama-bench process for llama.cpp.
+  measured region), the whole llama.cpp process (llama-bench) for llama.cpp.
 
-The transferred model is zero-shot (the shipped hypernet), not tuned: speed does not depend on
-the weights, and bits/byte is reported beside it so the quality bought with the speed is
-visible. bf16 runs only where torch reports native bf16 (never on AVX2-only CPUs).
+The transferred model is the transferred-and-tuned one of the tune benchmark (`--tuned-from`:
+its run `benchmarks/.cache/tune-run/NAME/{domain}-hypernet-32000`, the shipped hypernet's
+transfer to the same 32k BPE tuned by `benchmarks/tune.py`, so its bits/byte here is the
+tune benchmark's model on this benchmark's held-out bytes); without such a run, the zero-shot
+transfer (said in the row). Speed does not depend on the weights, but the quality bought with
+it does: bits/byte is beside every transformers row, the zero-shot transfer's too. bf16 runs
+only where torch reports native bf16 (never on AVX2-only CPUs).
 
+    python benchmarks/tune.py --name distill --targets de code --inits hypernet --hypernet default ...
     python benchmarks/payoff.py --domains de code
 """
 
@@ -58,11 +65,21 @@ def prepare(domain: str, args) -> dict[str, Path]:
     swapped = WORK / f"{domain}-hypernet"
     if not (swapped / "config.json").is_file():
         api.transfer("default", str(tok_dir), method="hypernet", out=swapped, overwrite=True)
+    tuned = CACHE / "tune-run" / args.tuned_from / f"{domain}-hypernet-32000"
+    if args.tuned_from and (tuned / "config.json").is_file():
+        return {"original": original, "transferred": tuned, "zero-shot": swapped}
+    print(f"no tuned model at {tuned}: measuring the zero-shot transfer", flush=True)
     return {"original": original, "transferred": swapped}
 
 
 def gguf_of(name: str, domain: str, model_dir: Path, kind: str) -> Path:
-    out = WORK / f"{domain}-{name}-{kind}.gguf"
+    """The model's GGUF, cached per model directory and weights file (a retuned model in the
+    same directory is exported again)."""
+    import hashlib
+
+    weights = model_dir / "model.safetensors"
+    stamp = f"{model_dir.resolve()}:{weights.stat().st_mtime_ns if weights.is_file() else 0}"
+    out = WORK / f"{domain}-{name}-{hashlib.sha1(stamp.encode()).hexdigest()[:8]}-{kind}.gguf"
     if not out.is_file():
         export_gguf(load_model(str(model_dir)), out, type=kind, overwrite=True)
     return out
@@ -98,12 +115,26 @@ def transformers_row(model_dir: Path, heldout: list[str], prompt_text: str, args
 
 
 def llama_row(gguf: Path, kind: str, tokens_per_byte: float, args) -> dict:
-    b = llama_cpp.bench(gguf, prompt=1024, generate=args.new_tokens, threads=args.threads,
+    b = llama_cpp.bench(gguf, prompt=1024, generate=0, threads=args.threads,
                         repetitions=args.repetitions)
-    return {"runtime": f"llama.cpp {kind}", "tokens_per_byte": tokens_per_byte,
-            "score_bytes_per_s": b["pp"] / tokens_per_byte, "pp_tokens_per_s": b["pp"],
-            "gen_b1_tokens_per_s": b["tg"], "gen_b1_bytes_per_s": b["tg"] / tokens_per_byte,
-            "peak_mb": b["peak_rss_mb"], "gguf_mb": gguf.stat().st_size / 2**20}
+    row = {"runtime": f"llama.cpp {kind}", "tokens_per_byte": tokens_per_byte,
+           "score_bytes_per_s": b["pp"] / tokens_per_byte, "pp_tokens_per_s": b["pp"],
+           "peak_mb": b["peak_rss_mb"], "gguf_mb": gguf.stat().st_size / 2**20}
+    t0, c0 = time.perf_counter(), _children_cpu()
+    gen = llama_cpp.batched_generation(gguf, prompt=args.prompt_tokens, generate=args.new_tokens,
+                                       sequences=args.batches, threads=args.threads)
+    row["batched_bench_seconds"] = time.perf_counter() - t0
+    row["batched_bench_cpu_seconds"] = _children_cpu() - c0
+    for batch, g in gen.items():
+        row[f"gen_b{batch}_tokens_per_s"] = g["tg"]
+        row[f"gen_b{batch}_bytes_per_s"] = g["tg"] / tokens_per_byte
+        row[f"gen_b{batch}_peak_mb"] = g["peak_rss_mb"]
+    return row
+
+
+def _children_cpu() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
 
 
 def run_domain(domain: str, args) -> list[dict]:
@@ -114,14 +145,23 @@ def run_domain(domain: str, args) -> list[dict]:
     prompt_text = heldout[0][:2000]
     dirs = prepare(domain, args)
     rows = []
+    zero_shot = dirs.pop("zero-shot", None)
     for name, model_dir in dirs.items():
         tr = transformers_row(model_dir, heldout, prompt_text, args)
+        tr["tuned"] = name == "transferred" and zero_shot is not None
+        if tr["tuned"]:
+            zs = load_model(str(zero_shot))
+            tr["zero_shot_bits_per_byte"] = bits_per_byte(
+                zs.model, zs.tokenizer, heldout, max_length=1024, batch_size=1,
+                progress=False).bits_per_byte
+            tr["tuned_model"] = str(model_dir)
+            del zs
         rows.append({"domain": domain, "model": name, **tr})
         print(rows[-1], flush=True)
         for kind in args.gguf_types:
             g = gguf_of(name, domain, model_dir, kind)
             rows.append({"domain": domain, "model": name, "bits_per_byte": None,
-                         **llama_row(g, kind, tr["tokens_per_byte"], args)})
+                         "tuned": tr["tuned"], **llama_row(g, kind, tr["tokens_per_byte"], args)})
             print(rows[-1], flush=True)
     for row in rows:
         row["bytes_in_2048_tokens"] = 2048 / row["tokens_per_byte"]
@@ -150,12 +190,18 @@ def table(rows: list[dict], ups: list[dict]) -> str:
     def f(v, fmt="{:.0f}"):
         return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
 
+    def label(r):
+        if r["model"] != "transferred":
+            return r["model"]
+        return "transferred + tuned" if r.get("tuned") else "transferred (zero-shot)"
+
     main = markdown_table(
-        ["domain", "model", "runtime", "tokens/byte", "bits/byte", "bytes in 2048 tokens",
-         "scoring bytes/s", "generation bytes/s (batch 1)", "generation bytes/s (batch 8)",
-         "peak MB"],
-        [[r["domain"], r["model"], r["runtime"], f(r["tokens_per_byte"], "{:.3f}"),
-          f(r.get("bits_per_byte"), "{:.3f}"), f(r["bytes_in_2048_tokens"]),
+        ["domain", "model", "runtime", "tokens/byte", "bits/byte", "bits/byte zero-shot",
+         "bytes in 2048 tokens", "scoring bytes/s", "generation bytes/s (batch 1)",
+         "generation bytes/s (batch 8)", "peak MB"],
+        [[r["domain"], label(r), r["runtime"], f(r["tokens_per_byte"], "{:.3f}"),
+          f(r.get("bits_per_byte"), "{:.3f}"), f(r.get("zero_shot_bits_per_byte"), "{:.3f}"),
+          f(r["bytes_in_2048_tokens"]),
           f(r["score_bytes_per_s"]), f(r.get("gen_b1_bytes_per_s")),
           f(r.get("gen_b8_bytes_per_s")), f(r["peak_mb"])] for r in rows])
     ratio = markdown_table(
@@ -177,7 +223,8 @@ def plot(ups: list[dict], path: Path) -> None:
 
     labels = [f"{s['domain']}\n{s['runtime']}" for s in ups]
     keys = [("token_ratio", "tokens (inverse ratio)"), ("score_bytes_per_s", "scoring bytes/s"),
-            ("gen_b1_bytes_per_s", "generation bytes/s, batch 1")]
+            ("gen_b1_bytes_per_s", "generation bytes/s, batch 1"),
+            ("gen_b8_bytes_per_s", "generation bytes/s, batch 8")]
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(ups)), 4))
     width = 0.8 / len(keys)
     for k, (key, name) in enumerate(keys):
@@ -205,6 +252,9 @@ def main() -> None:
     p.add_argument("--gguf-types", nargs="+", default=["f16", "q8_0"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repetitions", type=int, default=3)
+    p.add_argument("--tuned-from", default="distill",
+                   help="the tune benchmark run whose {domain}-hypernet-32000 model is the "
+                        "transferred model ('' for the zero-shot transfer)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -219,8 +269,9 @@ def main() -> None:
                            "load_average": list(os.getloadavg())},
                "args": vars(args), "rows": rows, "speedups": ups}
     command = "python benchmarks/payoff.py " + " ".join(sys.argv[1:])
-    note = (f"`{command}`\n\nSmolLM2-135M, original vs transferred zero-shot to a 32k BPE of the "
-            "domain with the shipped hypernet (not tuned); held-out text; "
+    note = (f"`{command}`\n\nSmolLM2-135M, original vs transferred to a 32k BPE of the domain "
+            "with the shipped hypernet and tuned by the tune benchmark (run "
+            f"`{args.tuned_from}`; rows say where the zero-shot transfer stood in); held-out text; "
             f"{args.threads} thread(s), load average at the end "
             f"{payload['machine']['load_average'][0]:.1f} (a shared machine); bf16: "
             f"{payload['machine']['bf16']}.\n\n")
