@@ -364,32 +364,46 @@ SAMPLING = ("prompts", "domains", "context", "line_bytes", "prose_bytes", "prune
 class Progress:
     """The in-process rows of finished prompts, rewritten (atomically) after every prompt, so a
     run that is stopped or killed resumes where it was: the same prompts (sampling is seeded),
-    the finished ones not rerun, the CPU budget counting what earlier sittings spent. A file
-    from a run with other sampling or row options is not used (``--fresh`` ignores any)."""
+    the finished ones not rerun, the CPU budget counting what earlier sittings spent. Kept
+    beside the results (``results/midtoken-progress-DOMAINS.json``, committed), so a run too
+    long for one sitting goes on from another machine. A file from a run with other sampling
+    or row options is not used (``--fresh`` ignores any)."""
 
     def __init__(self, args) -> None:
-        self.path = CACHE / f"midtoken-progress-{'-'.join(args.domains)}.pkl"
+        self.path = RESULTS / f"midtoken-progress-{'-'.join(args.domains)}.json"
         self.options = {k: getattr(args, k) for k in SAMPLING}
         self.fresh = args.fresh
 
     def restore(self, prompts: list[dict]) -> float:
         if self.fresh or not self.path.is_file():
             return 0.0
-        saved = pickle.loads(self.path.read_bytes())
+        saved = json.loads(self.path.read_text(), object_hook=_from_json)
         if saved["options"] != self.options:
             print(f"{self.path.name} is from other options; starting afresh", flush=True)
             return 0.0
+        rows = {tuple(r["key"]): r["rows"] for r in saved["prompts"]}
         for p in prompts:
-            p["rows"] = dict(saved["rows"].get(prompt_key(p), {}))
-        print(f"resuming: {len(saved['rows'])} prompts done, {saved['cpu'] / 60:.1f} CPU min "
-              "spent", flush=True)
+            p["rows"] = dict(rows.get(prompt_key(p), {}))
+        print(f"resuming: {len(rows)} prompts done, {saved['cpu'] / 60:.1f} CPU min spent",
+              flush=True)
         return saved["cpu"]
 
     def save(self, prompts: list[dict], cpu: float) -> None:
-        rows = {prompt_key(p): p["rows"] for p in prompts if p["rows"]}
+        done = [{"key": list(prompt_key(p)), "rows": p["rows"]} for p in prompts if p["rows"]]
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(pickle.dumps({"options": self.options, "rows": rows, "cpu": cpu}))
+        tmp.write_text(json.dumps({"options": self.options, "cpu": cpu, "prompts": done},
+                                  default=_to_json) + "\n")
         tmp.replace(self.path)
+
+
+def _to_json(value):
+    if isinstance(value, bytes):
+        return {"hex": value.hex()}
+    raise TypeError(type(value).__name__)
+
+
+def _from_json(obj: dict):
+    return bytes.fromhex(obj["hex"]) if obj.keys() == {"hex"} else obj
 
 
 def prompt_key(p: dict) -> tuple:

@@ -422,3 +422,20 @@ def text_dir(tmp_path):
         (d / f"{i}.txt").write_text(t * 3)
     (tmp_path / "held.txt").write_text(GERMAN[1] + " " + GERMAN[2])
     return d
+
+
+def german_transfer(tmp, *, max_bytes: int, vocab_size: int) -> list[str]:
+    """The packaged SmolLM2 transferred (``mean``) to a ``vocab_size`` German BPE trained on 90%
+    of Debian's German man pages (the first ``max_bytes``), saved to ``tmp / "model"`` (the
+    tokenizer to ``tmp / "tok"``); returns the other 10%, the held-out pages. For the slow
+    tests that run a transferred real model in another program (llama.cpp, lm-eval)."""
+    from tokenswap import api
+    from tokenswap.demo import demo_corpus
+    from tokenswap.io.corpus import read_corpus, split_corpus
+
+    docs = read_corpus(demo_corpus("de"), max_bytes=max_bytes)
+    train, held = split_corpus(docs, heldout_fraction=0.1, seed=0)
+    api.tokenizer_train(None, vocab_size, texts=[d.text for d in train], like="default",
+                        out=tmp / "tok")
+    api.transfer("default", str(tmp / "tok"), method="mean", out=tmp / "model")
+    return [d.text for d in held]

@@ -11,8 +11,8 @@ import math
 
 import pytest
 import torch
+from conftest import german_transfer
 
-from tokenswap import api
 from tokenswap.io import llama_cpp
 from tokenswap.io.gguf_export import export_gguf
 from tokenswap.io.models import load_model
@@ -24,20 +24,15 @@ TRICKY = ["Größe 12345 und 3,14159 — „Anführungszeichen“ 👍🏽 Ärge
 
 @pytest.fixture(scope="module")
 def german(tmp_path_factory):
-    from tokenswap.demo import demo_corpus, take_bytes
-    from tokenswap.io.corpus import read_corpus, split_corpus
+    from tokenswap.demo import take_bytes
 
     llama_cpp.tool("llama-tokenize")  # fail early, with the command that builds it
-    docs = read_corpus(demo_corpus("de"), max_bytes=1_500_000)
-    train, held = split_corpus(docs, heldout_fraction=0.1, seed=0)
     tmp = tmp_path_factory.mktemp("llamacpp")
-    api.tokenizer_train(None, 8000, texts=[d.text for d in train], like="default",
-                        out=tmp / "tok")
-    api.transfer("default", str(tmp / "tok"), method="mean", out=tmp / "model")
+    held = german_transfer(tmp, max_bytes=1_500_000, vocab_size=8000)
     bundle = load_model(str(tmp / "model"))
     ggufs = {kind: export_gguf(bundle, tmp / f"de-{kind}.gguf", type=kind)
              for kind in ("f32", "f16")}
-    heldout = "\n\n".join(take_bytes([d.text for d in held], 20_000))
+    heldout = "\n\n".join(take_bytes(held, 20_000))
     return bundle, ggufs, heldout
 
 

@@ -14,8 +14,8 @@ import os
 import subprocess
 
 import pytest
+from conftest import german_transfer
 
-from tokenswap import api
 from tokenswap.cli import main
 from tokenswap.io.lm_eval_task import write_task
 from tokenswap.io.models import load_model
@@ -27,18 +27,13 @@ MAX_LENGTH = 256  # small, so that the held-out pages hold documents both under 
 
 @pytest.fixture(scope="module")
 def german(tmp_path_factory):
-    from tokenswap.demo import demo_corpus, take_bytes
-    from tokenswap.io.corpus import read_corpus, split_corpus
+    from tokenswap.demo import take_bytes
 
-    docs = read_corpus(demo_corpus("de"), max_bytes=600_000)
-    train, held = split_corpus(docs, heldout_fraction=0.1, seed=0)
     tmp = tmp_path_factory.mktemp("lm-eval")
-    api.tokenizer_train(None, 3000, texts=[d.text for d in train], like="default",
-                        out=tmp / "tok")
-    api.transfer("default", str(tmp / "tok"), method="mean", out=tmp / "model")
+    held = german_transfer(tmp, max_bytes=600_000, vocab_size=3000)
     # paragraphs of the held-out pages (most under MAX_LENGTH tokens) and one page of ~3 kB
-    paragraphs = [p for d in held for p in d.text.split("\n\n") if p.strip()]
-    long_page = next(d.text for d in held if len(d.text.encode()) > 3_000)
+    paragraphs = [p for d in held for p in d.split("\n\n") if p.strip()]
+    long_page = next(d for d in held if len(d.encode()) > 3_000)
     texts = take_bytes(paragraphs, 5_000) + take_bytes([long_page], 3_000)
     task = write_task(texts, tmp / "task")
     return tmp, task
