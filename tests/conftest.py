@@ -11,7 +11,7 @@ import signal
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
@@ -30,6 +30,10 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# the pre-tokenizer splits of Llama 3's and Qwen2's tokenizer.json
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+"
+                r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_SPLIT = LLAMA3_SPLIT.replace(r"\p{N}{1,3}", r"\p{N}")
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
     " + '<|im_end|>' + '\n'}}{% endfor %}"
@@ -51,10 +55,18 @@ GERMAN = [
 ] * 20
 
 
-def train_byte_level_bpe(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """A GPT-2/SmolLM-style byte-level BPE with ChatML specials at ids 0, 1, 2."""
+def train_byte_level_bpe(texts: list[str], vocab_size: int, *, split: str | None = None,
+                         normalizer=None) -> PreTrainedTokenizerFast:
+    """A GPT-2/SmolLM-style byte-level BPE with ChatML specials at ids 0, 1, 2; with ``split``,
+    a Llama 3/Qwen2-style one: that regex splits (isolated), then bytes without GPT-2's regex."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if split is not None:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(split), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    if normalizer is not None:
+        tok.normalizer = normalizer
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -111,6 +123,30 @@ def train_wordpiece(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
         sep_token="[SEP]", mask_token="[MASK]",
     )
+
+
+def tiny_qwen(kind: str, vocab_size: int, *, seed: int = 0, std: float = 0.02):
+    """A tiny random ``qwen2`` (Q/K/V biases) or ``qwen3`` (Q/K norms, heads wider than hidden /
+    heads as in Qwen3-0.6B) model, tied, with weights
+    of standard deviation ``std`` (a larger one spreads the logits: no near-ties in greedy
+    decoding)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    config_cls, model_cls = {"qwen2": (Qwen2Config, Qwen2ForCausalLM),
+                             "qwen3": (Qwen3Config, Qwen3ForCausalLM)}[kind]
+    torch.manual_seed(seed)
+    config = config_cls(
+        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        head_dim={"qwen2": 16, "qwen3": 32}[kind],  # Qwen3's may differ from hidden / heads
+        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2,
+        initializer_range=std)
+    model = model_cls(config).eval()
+    with torch.no_grad():  # biases and norms start at 0 and 1: make them matter
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.add_(torch.randn_like(p) * std)
+    return model
 
 
 def tiny_llama(vocab_size: int, *, tied: bool = True, seed: int = 0) -> LlamaForCausalLM:

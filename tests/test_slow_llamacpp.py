@@ -11,11 +11,21 @@ import math
 
 import pytest
 import torch
-from conftest import german_transfer
+from conftest import (
+    ENGLISH,
+    GERMAN,
+    LLAMA3_SPLIT,
+    QWEN2_SPLIT,
+    german_transfer,
+    tiny_llama,
+    tiny_qwen,
+    train_byte_level_bpe,
+)
 
 from tokenswap.io import llama_cpp
 from tokenswap.io.gguf_export import export_gguf
-from tokenswap.io.models import load_model
+from tokenswap.io.models import ModelBundle, load_model
+from tokenswap.vocab.bytes import ByteVocab
 
 pytestmark = pytest.mark.slow
 TRICKY = ["Größe 12345 und 3,14159 — „Anführungszeichen“ 👍🏽 Ärger\n\n\tTab  zwei  Leer ",
@@ -63,7 +73,6 @@ def test_llama_cpp_perplexity_matches_transformers_on_the_same_windows(german):
     per byte. Against `tokenswap eval` on the whole text (which also scores the first 256
     tokens, with less context, and so reads higher) the gap is ~2.3%: asserted within 3%."""
     from tokenswap.scoring.bpb import bits_per_byte
-    from tokenswap.vocab.bytes import ByteVocab
 
     bundle, ggufs, heldout = german
     ctx, stride = 512, 256
@@ -97,3 +106,47 @@ def test_batched_generation_reports_every_batch_size(german):
     got = llama_cpp.batched_generation(ggufs["f16"], prompt=16, generate=8, sequences=[1, 2])
     assert sorted(got) == [1, 2]
     assert all(r["tg"] > 0 and r["pp"] > 0 and r["peak_rss_mb"] > 0 for r in got.values())
+
+
+@pytest.mark.parametrize("kind, split", [("llama", LLAMA3_SPLIT), ("qwen2", QWEN2_SPLIT),
+                                         ("qwen3", QWEN2_SPLIT)],
+                         ids=["llama-with-llama3-pre", "qwen2", "qwen3"])
+def test_other_architectures_and_pre_tokenizers_run_in_llama_cpp(tmp_path, kind, split):
+    """The architectures and pre-tokenizers beyond SmolLM2's: a tiny random model of each with
+    a BPE split like Llama 3's or Qwen2's, exported in f32: llama.cpp tokenizes tricky text
+    into transformers' ids, its perplexity on the same windows is transformers' (the whole
+    forward pass: a wrong rope layout, a missing bias or norm moves it by far more), and so are
+    its greedy 32 tokens (compared as bytes: a random model's need not be UTF-8)."""
+    tok = train_byte_level_bpe(GERMAN + ENGLISH, 400, split=split)
+    model = tiny_llama(len(tok), seed=5) if kind == "llama" else tiny_qwen(kind, len(tok), seed=5)
+    with torch.no_grad():  # sharp attention, so that positions (the rope layout) matter
+        for name, p in model.named_parameters():
+            if name.endswith(("q_proj.weight", "k_proj.weight")):
+                p.mul_(10.0)
+    gguf_path = export_gguf(ModelBundle(model=model, tokenizer=tok, spec=kind),
+                            tmp_path / f"{kind}.gguf", type="f32")
+    for text in [*TRICKY, "Zahlen 1234567 und 3.14159, it's 'quoted' CAN'T\r\n\r\nEnde"]:
+        want = tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        assert llama_cpp.tokenize(gguf_path, text) == want, text[:40]
+    text = " ".join(GERMAN + ENGLISH) * 4
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    ctx, stride, chunks = 128, 64, 8
+    assert len(ids) >= ctx + chunks * stride
+    ppl, _ = llama_cpp.perplexity(gguf_path, text, ctx=ctx, stride=stride, chunks=chunks)
+    nats = 0.0
+    with torch.no_grad():
+        for i in range(chunks):
+            window = torch.tensor([ids[i * stride: i * stride + ctx]])
+            logp = torch.log_softmax(model(window).logits[0].float(), -1)
+            nats -= logp[ctx - stride - 1: ctx - 1].gather(1, window[0, ctx - stride:, None]).sum().item()
+    print(kind, math.log(ppl), nats / (chunks * stride))
+    assert math.log(ppl) == pytest.approx(nats / (chunks * stride), rel=1e-3)
+    prompt = "Dieses Programm zeigt 12345 Werte"
+    ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=32,
+                             do_sample=False, eos_token_id=[0, 2], pad_token_id=2)
+    token_bytes = ByteVocab.from_tokenizer(tok).token_bytes  # random text need not be UTF-8
+    want = b"".join(token_bytes[t] for t in out[0, ids.shape[1]:].tolist() if t > 2)
+    got, _ = llama_cpp.complete(gguf_path, prompt, 32)
+    assert got.encode("utf-8", "surrogateescape") == want

@@ -13,7 +13,17 @@ import gguf
 import numpy as np
 import pytest
 import torch
-from conftest import CHATML, tiny_llama
+from conftest import (
+    CHATML,
+    ENGLISH,
+    GERMAN,
+    LLAMA3_SPLIT,
+    QWEN2_SPLIT,
+    tiny_llama,
+    tiny_qwen,
+    train_byte_level_bpe,
+)
+from tokenizers import normalizers
 
 from tokenswap.cli import main
 from tokenswap.errors import TokenswapError
@@ -62,6 +72,31 @@ def test_f32_tensors_are_the_model_weights_under_llama_cpp_names(exported, tiny_
     assert field(reader, "llama.attention.head_count_kv") == 2
     assert field(reader, "llama.rope.dimension_count") == 8
     assert field(reader, "llama.vocab_size") == state["model.embed_tokens.weight"].shape[0]
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "qwen3"])
+def test_qwen_models_are_written_unpermuted_with_their_biases_and_norms(tmp_path, kind):
+    tok = train_byte_level_bpe(GERMAN + ENGLISH, 400, split=QWEN2_SPLIT)
+    model = tiny_qwen(kind, len(tok))
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    out = tmp_path / "m.gguf"
+    assert main(["export", "--model", str(tmp_path / "m"), "--out", str(out), "--type", "f32"]) == 0
+    reader = gguf.GGUFReader(out)
+    state = model.state_dict()
+    assert field(reader, "general.architecture") == kind
+    assert field(reader, f"{kind}.block_count") == 2
+    if kind == "qwen3":
+        assert field(reader, f"{kind}.attention.key_length") == 32  # not hidden / heads
+    assert field(reader, "tokenizer.ggml.pre") == "qwen2"
+    np.testing.assert_array_equal(tensor(reader, "blk.0.attn_q.weight"),
+                                  state["model.layers.0.self_attn.q_proj.weight"].numpy())
+    extra = {"qwen2": ("blk.1.attn_k.bias", "model.layers.1.self_attn.k_proj.bias"),
+             "qwen3": ("blk.1.attn_k_norm.weight", "model.layers.1.self_attn.k_norm.weight")}
+    gname, key = extra[kind]
+    np.testing.assert_array_equal(tensor(reader, gname), state[key].numpy())
+    names = {t.name for t in reader.tensors}
+    assert len(names) == 2 + (12 if kind == "qwen2" else 11) * 2
 
 
 def test_rope_base_is_the_configs(tmp_path, source_tokenizer):
@@ -163,6 +198,14 @@ def test_pre_tokenizers_llama_cpp_knows_and_does_not(source_tokenizer, sentencep
     smollm = dict(spec, pre_tokenizer={"type": "Sequence", "pretokenizers": [
         {"type": "Digits", "individual_digits": True}, spec["pre_tokenizer"]]})
     assert llama_cpp_pre(smollm) == "smollm"
+    for split, name in ((LLAMA3_SPLIT, "llama-bpe"), (QWEN2_SPLIT, "qwen2")):
+        trained = train_byte_level_bpe(ENGLISH, 300, split=split)
+        assert llama_cpp_pre(json.loads(trained.backend_tokenizer.to_str())) == name
+    nfc = train_byte_level_bpe(ENGLISH, 300, split=QWEN2_SPLIT, normalizer=normalizers.NFC())
+    assert llama_cpp_pre(json.loads(nfc.backend_tokenizer.to_str())) == "qwen2"  # as Qwen2's
+    nfd = train_byte_level_bpe(ENGLISH, 300, split=QWEN2_SPLIT, normalizer=normalizers.NFD())
+    with pytest.raises(TokenswapError, match="normalizer"):
+        llama_cpp_pre(json.loads(nfd.backend_tokenizer.to_str()))
     prefixed = dict(spec, pre_tokenizer=dict(spec["pre_tokenizer"], add_prefix_space=True))
     with pytest.raises(TokenswapError, match="no pre-tokenizer equal"):
         llama_cpp_pre(prefixed)
@@ -185,7 +228,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tiny_model_dir, tiny
                  "--type", "q4"]) == 2
     assert "q4" in one_error_line(capsys)
     assert main(["export", "--model", str(tiny_gpt2_dir), "--out", str(out)]) == 2
-    assert "llama architecture only" in one_error_line(capsys)
+    assert "writes llama, qwen2, qwen3 models" in one_error_line(capsys)
     no_tok = tmp_path / "no-tokenizer"
     no_tok.mkdir()
     for name in ("config.json", "model.safetensors"):

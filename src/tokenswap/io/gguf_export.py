@@ -1,4 +1,5 @@
-"""Write a transformers Llama model and its byte-level BPE tokenizer as a GGUF file for llama.cpp.
+"""Write a transformers model (Llama, Qwen2, Qwen3) and its byte-level BPE tokenizer as a GGUF
+file for llama.cpp.
 
 Written with the ``gguf`` package's ``GGUFWriter`` (the library llama.cpp's own converter uses),
 not by running ``convert_hf_to_gguf.py``: that script identifies a tokenizer's pre-tokenizer by
@@ -8,12 +9,13 @@ minutes ago. Here the pre-tokenizer is identified from its *definition* in ``tok
 
 What is written:
 
-- ``general.architecture = llama`` and the hyper-parameters llama.cpp reads (blocks, widths,
-  heads, rope base and dimension, RMS-norm epsilon, context length);
-- tensors under llama.cpp's names (``gguf.get_tensor_name_map``). Q and K rows are permuted
-  from transformers' rotate-half rope layout to llama.cpp's interleaved one
-  (:func:`permute_rope`); a tied model writes no ``output.weight`` (llama.cpp then uses
-  ``token_embd``);
+- ``general.architecture`` (``llama``, ``qwen2`` or ``qwen3``: :data:`ARCHITECTURES`) and the
+  hyper-parameters llama.cpp reads (blocks, widths, heads, rope base and dimension, RMS-norm
+  epsilon, context length);
+- tensors under llama.cpp's names (``gguf.get_tensor_name_map``). For ``llama``, Q and K rows
+  are permuted from transformers' rotate-half rope layout to llama.cpp's interleaved one
+  (:func:`permute_rope`); Qwen's NEOX rope is transformers' layout already. A tied model writes
+  no ``output.weight`` (llama.cpp then uses ``token_embd``);
 - ``--type``: ``f32`` everything float32; ``f16`` / ``q8_0`` the 2-D weight matrices in that
   type and norms in float32, as llama.cpp's converter does;
 - the vocabulary: every id's token string (byte-level form, as in ``tokenizer.json``), its type
@@ -21,11 +23,11 @@ What is written:
   embedding rows beyond the tokenizer), the BPE merges, ``tokenizer.ggml.model = gpt2`` and the
   pre-tokenizer name; bos/eos/unk/pad ids, whether a bos is added, the chat template.
 
-Left out: other architectures (GPT-2, Gemma, ...), Unigram/SentencePiece tokenizers (llama.cpp's
-``llama`` and ``t5`` vocabularies), BPEs without merges (the byte tokenizer of ``--tokenizer
-bytes``: gguf-py writes no empty array, and llama.cpp refuses a gpt2 vocabulary with no merge
-list), rope scaling, attention/MLP biases and output biases: each
-is refused with one line (:class:`~tokenswap.errors.TokenswapError`) rather than written wrong.
+Left out: other architectures (GPT-2, Gemma, sliding-window attention, ...),
+Unigram/SentencePiece tokenizers (llama.cpp's ``llama`` and ``t5`` vocabularies), BPEs without
+merges (the byte tokenizer of ``--tokenizer bytes``: gguf-py writes no empty array, and
+llama.cpp refuses a gpt2 vocabulary with no merge list), rope scaling, biases the architecture
+has no tensor for (Llama's attention/MLP biases, output biases): each is refused with one line (:class:`~tokenswap.errors.TokenswapError`) rather than written wrong.
 """
 
 from __future__ import annotations
@@ -54,15 +56,34 @@ class GGUFType(str, Enum):
 
 
 _BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}
+_BYTES_ONLY = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}
+_CONTRACTIONS = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
+_TAIL = "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+
+def _split_then_bytes(regex: str) -> dict[str, Any]:
+    return {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False},
+        _BYTES_ONLY]}
+
+
 # llama.cpp pre-tokenizer name -> the tokenizer.json pre_tokenizer it implements (trim_offsets
 # only moves offsets, never ids, so it is not compared). The regexes are llama.cpp's
-# LLAMA_VOCAB_PRE_TYPE_GPT2 and _SMOLLM (src/llama-vocab.cpp): GPT-2's split, and the same after
-# splitting every digit on its own.
+# LLAMA_VOCAB_PRE_TYPE_GPT2, _SMOLLM, _LLAMA3 and _QWEN2 (src/llama-vocab.cpp, which quotes the
+# tokenizer.json regex each was written from): GPT-2's split; the same after splitting every
+# digit on its own; Llama 3's split (numbers in runs of up to 3 digits); Qwen2's (every digit on
+# its own).
 KNOWN_PRE_TOKENIZERS: dict[str, dict[str, Any]] = {
     "gpt-2": _BYTE_LEVEL,
     "smollm": {"type": "Sequence", "pretokenizers": [
         {"type": "Digits", "individual_digits": True}, _BYTE_LEVEL]},
+    "llama-bpe": _split_then_bytes(_CONTRACTIONS + "\\p{N}{1,3}" + _TAIL),
+    "qwen2": _split_then_bytes(_CONTRACTIONS + "\\p{N}" + _TAIL),
 }
+# Normalizers llama.cpp does not apply but every GGUF of such a tokenizer is written without
+# (llama.cpp's converter drops them): Qwen2's NFC. Text already in NFC (nearly all text)
+# tokenizes the same; text that is not is tokenized as given by llama.cpp, as for any Qwen2 GGUF.
+IGNORED_NORMALIZERS = ({"type": "NFC"},)
 
 
 def _strip(node: Any) -> Any:
@@ -94,7 +115,7 @@ def llama_cpp_pre(spec: dict[str, Any]) -> str:
         raise TokenswapError(
             "cannot export this BPE: byte fallback or subword prefixes/suffixes are not "
             "byte-level BPE, which is what llama.cpp's gpt2 vocabulary implements")
-    if spec.get("normalizer") is not None:
+    if spec.get("normalizer") is not None and spec["normalizer"] not in IGNORED_NORMALIZERS:
         raise TokenswapError(
             f"cannot export: the tokenizer has a normalizer ({spec['normalizer'].get('type')}) "
             "that llama.cpp's byte-level BPE pre-tokenizers do not apply")
@@ -214,15 +235,42 @@ def rope_theta(config) -> float:
     return float(theta)
 
 
-def _check_llama(config) -> None:
-    arch = getattr(config, "model_type", None)
-    if arch != "llama":
-        raise TokenswapError(f"cannot export a {arch!r} model: tokenswap export writes the llama "
-                             "architecture only (SmolLM2, Llama 2/3 style models)")
+@dataclass(frozen=True)
+class Architecture:
+    """How a transformers ``model_type`` is written for llama.cpp."""
+
+    gguf_arch: str  # gguf.MODEL_ARCH member: the tensor names and ``general.architecture``
+    permute_qk: bool  # llama.cpp's rope is interleaved (llama) rather than rotate-half (NEOX)
+    refused_flags: tuple[str, ...]  # config flags that add tensors or behaviour not written
+
+
+# transformers model_type -> llama.cpp architecture. Qwen2 always has Q/K/V biases (its
+# architecture in llama.cpp reads them); Qwen3 has Q/K RMS norms instead (the tensor map names
+# them). Both use NEOX rope, transformers' own layout, so nothing is permuted.
+ARCHITECTURES: dict[str, Architecture] = {
+    "llama": Architecture("LLAMA", True, ("attention_bias", "mlp_bias")),
+    "qwen2": Architecture("QWEN2", False, ("use_sliding_window",)),
+    "qwen3": Architecture("QWEN3", False, ("attention_bias", "use_sliding_window")),
+}
+
+
+def architecture(config) -> Architecture:
+    """The :class:`Architecture` of a transformers config, or one line saying why not."""
+    kind = getattr(config, "model_type", None)
+    if kind not in ARCHITECTURES:
+        raise TokenswapError(f"cannot export a {kind!r} model: tokenswap export writes "
+                             f"{', '.join(ARCHITECTURES)} models (SmolLM2, Llama 2/3, Qwen2/2.5, "
+                             "Qwen3 and their like)")
+    arch = ARCHITECTURES[kind]
     rope_theta(config)
-    for flag in ("attention_bias", "mlp_bias"):
+    head_dim = getattr(config, "head_dim", None)
+    if kind == "qwen2" and head_dim and head_dim * config.num_attention_heads != config.hidden_size:
+        raise TokenswapError("cannot export: llama.cpp's qwen2 needs heads of hidden size / "
+                             f"heads, this model's are {head_dim} wide")
+    for flag in arch.refused_flags:
         if getattr(config, flag, False):
-            raise TokenswapError(f"cannot export: {flag} models are not written yet")
+            raise TokenswapError(f"cannot export: {kind} models with {flag} are not written yet")
+    return arch
 
 
 def export_gguf(bundle: ModelBundle, out: str | os.PathLike, *, type: GGUFType = GGUFType.f16,
@@ -239,10 +287,11 @@ def export_gguf(bundle: ModelBundle, out: str | os.PathLike, *, type: GGUFType =
     check_output_file(out, overwrite=overwrite)
     model = bundle.model
     config = model.config
-    _check_llama(config)
+    arch = architecture(config)
+    model_arch = getattr(gguf.MODEL_ARCH, arch.gguf_arch)
     if bundle.output_bias() is not None:
-        raise TokenswapError("cannot export: the model has an output bias, which llama.cpp's "
-                             "llama architecture has no tensor for")
+        raise TokenswapError("cannot export: the model has an output bias, which tokenswap "
+                             "export does not write")
     state = {k: v for k, v in model.state_dict().items() if not k.endswith("rotary_emb.inv_freq")}
     tied = bundle.tied
     if tied:
@@ -252,23 +301,23 @@ def export_gguf(bundle: ModelBundle, out: str | os.PathLike, *, type: GGUFType =
 
     n_head, n_kv = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
+    names = gguf.get_tensor_name_map(model_arch, config.num_hidden_layers)
     tensors: list[tuple[str, np.ndarray, gguf.GGMLQuantizationType | None]] = []
     for key, value in state.items():
         gname = names.get_name(key, try_suffixes=(".weight", ".bias"))
         if gname is None:
             raise TokenswapError(f"cannot export: tensor {key} has no llama.cpp name")
         w = value.detach().to(torch.float32).cpu().numpy()
-        if key.endswith("q_proj.weight"):
+        if arch.permute_qk and key.endswith(("q_proj.weight", "q_proj.bias")):
             w = permute_rope(w, n_head)
-        elif key.endswith("k_proj.weight"):
+        elif arch.permute_qk and key.endswith(("k_proj.weight", "k_proj.bias")):
             w = permute_rope(w, n_kv)
         if not np.isfinite(w).all():
             raise TokenswapError(f"cannot export: tensor {key} holds NaN or infinite values")
         tensors.append((gname, *_encode(w, type)))
 
     with atomic_file(out, overwrite=overwrite) as tmp:
-        writer = gguf.GGUFWriter(tmp, "llama")
+        writer = gguf.GGUFWriter(tmp, gguf.MODEL_ARCH_NAMES[model_arch])
         writer.add_name(name or Path(out).stem)
         writer.add_context_length(int(config.max_position_embeddings))
         writer.add_embedding_length(int(config.hidden_size))
@@ -320,5 +369,5 @@ def _encode(w: np.ndarray, type: GGUFType):
     return gguf.quants.quantize(w, Q8), Q8
 
 
-__all__ = ["GGUFType", "GGUFVocab", "KNOWN_PRE_TOKENIZERS", "export_gguf", "gguf_vocab",
-           "llama_cpp_pre", "permute_rope"]
+__all__ = ["ARCHITECTURES", "Architecture", "GGUFType", "GGUFVocab", "KNOWN_PRE_TOKENIZERS",
+           "architecture", "export_gguf", "gguf_vocab", "llama_cpp_pre", "permute_rope"]

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,13 +49,35 @@ class Run:
     peak_rss_mb: float
 
 
-def run(name: str, *args: str, threads: int = 1, timeout: float = 1800) -> Run:
-    """Run llama.cpp tool ``name`` with ``args``; its wall time and peak resident memory."""
+ATTEMPTS = 3
+
+
+def run(name: str, *args: str, threads: int = 1, timeout: float = 1800,
+        finished: Callable[[Run], bool] | None = None) -> Run:
+    """Run llama.cpp tool ``name`` with ``args``; its wall time and peak resident memory.
+
+    The tools print results through llama.cpp's asynchronous logger, which loses what is still
+    queued when the program exits (llama.cpp issue 22142: its last lines, now and then, with
+    exit code 0). With ``finished`` (does the output hold everything it should?) a truncated
+    run is repeated, up to :data:`ATTEMPTS` runs in all."""
+    for _ in range(ATTEMPTS):
+        r = _run_once(name, *args, threads=threads, timeout=timeout)
+        if finished is None or finished(r):
+            return r
+    raise RuntimeError(f"{name}'s output was cut short in {ATTEMPTS} runs (llama.cpp's "
+                       "logger loses its last lines at exit)")
+
+
+def _run_once(name: str, *args: str, threads: int, timeout: float) -> Run:
     import psutil
 
     cmd = [str(tool(name)), *args]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    # the tools print the bytes tokens decode to, which need not be UTF-8 (a byte-level BPE's
+    # byte tokens): undecodable bytes are kept as surrogates, so ``.encode("utf-8",
+    # "surrogateescape")`` gives the exact bytes back
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="surrogateescape") as out, \
+            tempfile.TemporaryFile("w+", encoding="utf-8", errors="surrogateescape") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
         peak = [0]
@@ -82,7 +104,7 @@ def run(name: str, *args: str, threads: int = 1, timeout: float = 1800) -> Run:
         err.seek(0)
         stdout, stderr = out.read(), err.read()
     if code != 0:
-        tail = " | ".join(stderr.strip().splitlines()[-3:])
+        tail = " | ".join((stderr.strip() or stdout.strip()).splitlines()[-3:])
         raise RuntimeError(f"{name} exited with {code}: {tail}")
     return Run(stdout=stdout, stderr=stderr, seconds=seconds, peak_rss_mb=peak[0] / 2**20)
 
@@ -100,13 +122,13 @@ def tokenize(gguf: str | os.PathLike, text: str) -> list[int]:
 def complete(gguf: str | os.PathLike, prompt: str, n: int, *, threads: int = 1
              ) -> tuple[str, Run]:
     """Greedy continuation of ``prompt`` by ``n`` tokens (fewer at an end-of-generation
-    token): the continuation's text, and the run. llama-completion prints the text, then
+    token): the continuation's text (bytes that are not UTF-8 as surrogates: see :func:`run`),
+    and the run. llama-completion prints the text, then
     ``" [end of text]\n"`` if an end-of-generation token stopped it, then ``"\n\n"``."""
     r = run("llama-completion", "-m", str(gguf), "-p", prompt, "-n", str(n), "--temp", "0",
             "--top-k", "1", "--no-display-prompt", "-no-cnv", "--no-escape", "-t",
-            str(threads), "-c", "2048", "--seed", "0", threads=threads)
-    if not r.stdout.endswith("\n\n"):
-        raise RuntimeError("llama-completion's output does not end as expected")
+            str(threads), "-c", "2048", "--seed", "0", threads=threads,
+            finished=lambda r: r.stdout.endswith("\n\n"))
     return r.stdout[:-2].removesuffix(" [end of text]\n"), r
 
 
@@ -120,11 +142,14 @@ def perplexity(gguf: str | os.PathLike, text: str, *, ctx: int, stride: int,
         f.flush()
         r = run("llama-perplexity", "-m", str(gguf), "-f", f.name, "-c", str(ctx),
                 "-b", str(ctx), "--ppl-stride", str(stride), "--chunks", str(chunks),
-                "-t", str(threads), threads=threads)
-    found = re.findall(r"\[(\d+)\]([0-9.]+),", r.stdout + r.stderr)
-    if not found or int(found[-1][0]) != chunks:
-        raise RuntimeError(f"llama-perplexity printed no result for {chunks} chunks")
-    return float(found[-1][1]), r
+                "-t", str(threads), threads=threads,
+                finished=lambda r: int((_ppl_chunks(r) or [("0", "")])[-1][0]) == chunks)
+    return float(_ppl_chunks(r)[-1][1]), r
+
+
+def _ppl_chunks(r: Run) -> list[tuple[str, str]]:
+    """``(chunk, running perplexity)`` as llama-perplexity prints them: ``[1]8.1234,[2]...``."""
+    return re.findall(r"\[(\d+)\]([0-9.]+),", r.stdout + r.stderr)
 
 
 def bench(gguf: str | os.PathLike, *, prompt: int, generate: int, threads: int = 1,
@@ -152,17 +177,17 @@ def batched_generation(gguf: str | os.PathLike, *, prompt: int, generate: int,
     r = run("llama-batched-bench", "-m", str(gguf), "-c", str(need), "-b", "2048", "-ub", "512",
             "-npp", str(prompt), "-ntg", str(generate),
             "-npl", ",".join(str(b) for b in sequences), "-t", str(threads),
-            "--output-format", "jsonl", threads=threads)
-    out = {}
-    for line in (r.stdout + "\n" + r.stderr).splitlines():
-        if line.startswith("{") and '"speed_tg"' in line:
-            row = json.loads(line)
-            out[int(row["pl"])] = {"tg": float(row["speed_tg"]), "pp": float(row["speed_pp"]),
-                                   "peak_rss_mb": r.peak_rss_mb}
-    if sorted(out) != sorted(set(sequences)):
-        raise RuntimeError(f"llama-batched-bench printed results for {sorted(out)}, "
-                           f"not {sorted(set(sequences))}")
-    return out
+            "--output-format", "jsonl", threads=threads,
+            finished=lambda r: sorted(_batched_rows(r)) == sorted(set(sequences)))
+    return {b: {"tg": float(row["speed_tg"]), "pp": float(row["speed_pp"]),
+                "peak_rss_mb": r.peak_rss_mb} for b, row in _batched_rows(r).items()}
+
+
+def _batched_rows(r: Run) -> dict[int, dict]:
+    """llama-batched-bench's jsonl result rows by sequence count."""
+    rows = [json.loads(x) for x in (r.stdout + "\n" + r.stderr).splitlines()
+            if x.startswith("{") and '"speed_tg"' in x]
+    return {int(row["pl"]): row for row in rows}
 
 
 __all__ = ["TOOLS", "Run", "batched_generation", "bench", "bin_dir", "complete", "perplexity",
