@@ -27,7 +27,8 @@ Left out: other architectures (GPT-2, Gemma, sliding-window attention, ...),
 Unigram/SentencePiece tokenizers (llama.cpp's ``llama`` and ``t5`` vocabularies), BPEs without
 merges (the byte tokenizer of ``--tokenizer bytes``: gguf-py writes no empty array, and
 llama.cpp refuses a gpt2 vocabulary with no merge list), rope scaling, biases the architecture
-has no tensor for (Llama's attention/MLP biases, output biases): each is refused with one line (:class:`~tokenswap.errors.TokenswapError`) rather than written wrong.
+has no tensor for (Llama's attention/MLP biases, output biases): each is refused with one line
+(:class:`~tokenswap.errors.TokenswapError`) rather than written wrong.
 """
 
 from __future__ import annotations

@@ -58,8 +58,9 @@ def run(name: str, *args: str, threads: int = 1, timeout: float = 1800,
 
     The tools print results through llama.cpp's asynchronous logger, which loses what is still
     queued when the program exits (llama.cpp issue 22142: its last lines, now and then, with
-    exit code 0). With ``finished`` (does the output hold everything it should?) a truncated
-    run is repeated, up to :data:`ATTEMPTS` runs in all."""
+    exit code 0). scripts/build_llamacpp.sh patches the logger to flush at exit; for tools
+    built elsewhere (``$TOKENSWAP_LLAMACPP``), ``finished`` (does the output hold everything it
+    should?) repeats a truncated run, up to :data:`ATTEMPTS` runs in all."""
     for _ in range(ATTEMPTS):
         r = _run_once(name, *args, threads=threads, timeout=timeout)
         if finished is None or finished(r):
@@ -133,18 +134,32 @@ def complete(gguf: str | os.PathLike, prompt: str, n: int, *, threads: int = 1
 
 
 def perplexity(gguf: str | os.PathLike, text: str, *, ctx: int, stride: int,
-               chunks: int, threads: int = 1) -> tuple[float, Run]:
-    """llama-perplexity's strided mode on ``text``: windows of ``ctx`` tokens at ``0, stride,
-    ...``; window ``i`` scores tokens ``[i * stride + ctx - stride, i * stride + ctx)``. Returns
-    the perplexity (e ** mean nats) over the ``chunks`` windows."""
+               chunks: int, threads: int = 1) -> tuple[float, int, Run]:
+    """llama-perplexity's strided mode on ``text``. llama.cpp widens the context to ``ctx +
+    stride / 2`` and rounds it up (to a multiple of 256 in this version): windows of that many
+    tokens, ``window``, start at ``0, stride, ...``; window ``i`` scores its last ``stride``
+    tokens, ``[i * stride + window - stride, i * stride + window)``. Returns the perplexity (e **
+    mean nats) over the ``chunks`` windows, ``window`` (read from llama.cpp's log) and the run;
+    one line if the text has fewer than ``chunks`` windows."""
     with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as f:
         f.write(text)
         f.flush()
         r = run("llama-perplexity", "-m", str(gguf), "-f", f.name, "-c", str(ctx),
                 "-b", str(ctx), "--ppl-stride", str(stride), "--chunks", str(chunks),
                 "-t", str(threads), threads=threads,
-                finished=lambda r: int((_ppl_chunks(r) or [("0", "")])[-1][0]) == chunks)
-    return float(_ppl_chunks(r)[-1][1]), r
+                finished=lambda r: bool(_ppl_chunks(r)) and
+                int(_ppl_chunks(r)[-1][0]) == _ppl_plan(r)[0])
+    planned, window = _ppl_plan(r)
+    if planned != chunks:
+        raise TokenswapError(f"the text holds {planned} windows of {window} tokens every "
+                             f"{stride}, not {chunks}: give more text or fewer chunks")
+    return float(_ppl_chunks(r)[-1][1]), window, r
+
+
+def _ppl_plan(r: Run) -> tuple[int, int]:
+    """(chunks, window) llama-perplexity announces: ``computing over 8 chunks, n_ctx=256``."""
+    found = re.search(r"computing over (\d+) chunks, n_ctx=(\d+)", r.stdout + r.stderr)
+    return (int(found[1]), int(found[2])) if found else (-1, -1)
 
 
 def _ppl_chunks(r: Run) -> list[tuple[str, str]]:
