@@ -373,19 +373,26 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'tokenswap.cli' has no attribute {name!r}")
 
 
-def run() -> None:
-    code = main()
-    import threading
+_ENTRY_POINT = False  # set by run(): this process is the `tokenswap` command, not a caller
 
-    train = sys.modules.get("tokenswap.vocab.train")  # loaded only if a tokenizer was trained
-    if train and any(t.name == train.ABANDONED_NAME and t.is_alive()
-                     for t in threading.enumerate()):
-        # an interrupted tokenizer training left its worker inside the tokenizers library
-        # (tokenswap.vocab.train.interruptible): finalizing the interpreter under it can crash
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+
+def exit_if_entry_point(code: int) -> None:
+    """In the ``tokenswap`` command, print the interrupt line and exit at once, without
+    unwinding or interpreter finalization (for a worker thread that cannot be stopped:
+    :func:`tokenswap.vocab.train.interruptible`); called from Python (``main``), return."""
+    if not _ENTRY_POINT:
+        return
+    err_console.print("interrupted; outputs are written only when complete", highlight=False)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run() -> None:
+    # under `python -m tokenswap.cli` this module runs as __main__ (and may be imported as
+    # tokenswap.cli too): the flag goes where the library looks, the module by that name
+    sys.modules.setdefault("tokenswap.cli", sys.modules[__name__])._ENTRY_POINT = True
+    sys.exit(main())
 
 
 if __name__ == "__main__":

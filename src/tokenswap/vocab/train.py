@@ -15,6 +15,7 @@ Two kinds:
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Sequence
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -133,9 +134,12 @@ def interruptible(fn, *args, **kwargs):
     The tokenizers library trains in Rust without checking Python's signals: called directly,
     Ctrl-C waits for the whole training and the output is then written. Here the main thread
     waits in short slices and raises ``KeyboardInterrupt`` at once; the daemon worker is
-    abandoned (its result is never saved) and ends with the process; ``tokenswap.cli.run``
-    then exits without interpreter finalization, which the worker, still inside Rust and
-    pulling texts from a Python iterator, can crash (seen: SIGSEGV instead of exit 130).
+    abandoned (its result is never saved) and ends with the process. Under the ``tokenswap``
+    command the process exits right here (:func:`tokenswap.cli.exit_if_entry_point`): the
+    worker, still inside Rust and pulling texts from a Python iterator, crashed the process
+    while it unwound and finalized (seen: SIGSEGV instead of exit 130, at finalization and,
+    under load, between the message and the exit). Called from Python, the
+    ``KeyboardInterrupt`` propagates to the caller.
     """
     import threading
 
@@ -149,8 +153,14 @@ def interruptible(fn, *args, **kwargs):
 
     worker = threading.Thread(target=work, name=ABANDONED_NAME, daemon=True)
     worker.start()
-    while worker.is_alive():
-        worker.join(0.1)
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt:
+        cli = sys.modules.get("tokenswap.cli")
+        if cli is not None:
+            cli.exit_if_entry_point(130)  # the command line: out at once, the worker with it
+        raise
     if "error" in result:
         raise result["error"]
     return result.get("value")
